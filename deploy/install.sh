@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs everything talkover needs on a fresh Debian 12 machine with Python >= 3.11:
+# the Debian packages (SIPp, baresip, tcpdump, ...) and a virtual environment in .venv.
+#   deploy/install.sh          runtime only
+#   deploy/install.sh --test   also the test tools
+set -euo pipefail
+cd "$(dirname "$0")/.."
+want_test=0
+[ "${1:-}" = "--test" ] && want_test=1
+
+apt_pkgs=(sox)
+[ $want_test = 1 ] && apt_pkgs+=(sip-tester baresip tcpdump espeak-ng)
+missing=()
+for p in "${apt_pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing Debian packages: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" != 0 ] && SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/pip install -q --upgrade pip >/dev/null
+if [ $want_test = 1 ]; then
+  .venv/bin/pip install -q -e '.[test]'
+else
+  .venv/bin/pip install -q -e .
+fi
+echo "talkover installed in $(pwd)/.venv"

@@ -1,0 +1,206 @@
+"""The engine process: serves the call slots of every gateway worker on the machine.
+
+Workers connect to a Unix SEQPACKET socket (engine/wire.py). A slot is granted when a call
+is offered (OPEN → OPENED) and freed on HANGUP or when the worker's connection drops, so a
+crashed worker never leaks a slot. Each slot runs a turn controller over an agent.
+
+Run by the supervisor: `python -m engine.server --socket PATH --slots N`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import selectors
+import signal
+import socket
+import sys
+from dataclasses import dataclass, field
+
+from engine import metrics, wire
+from engine.agents.echo import make_agent
+from engine.logs import configure_logging, get_logger
+from engine.recording import CallRecorder
+from engine.session import AgentAudio, Command, EventKind, SessionEvent, SessionInfo
+from engine.turns.controller import TurnController, TurnSettings
+
+log = get_logger(component="engine")
+
+
+@dataclass
+class Connection:
+    sock: socket.socket
+    slots: set[int] = field(default_factory=set)
+
+    def send(self, msg: bytes) -> None:
+        try:
+            self.sock.send(msg, socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            metrics.SEND_DROPS.inc()
+        except OSError:
+            pass  # the worker is gone; its connection closes on the next poll
+
+
+class Slot:
+    def __init__(self, number: int, info: SessionInfo, conn: Connection, record_dir: str) -> None:
+        self.number, self.info, self.conn = number, info, conn
+        self.log = get_logger(call_id=info.call_id, slot=number)
+        self.recorder = CallRecorder(record_dir, info.call_id) if record_dir else None
+        self.turns = TurnController(make_agent(info.agent), TurnSettings.from_agent(info.agent), self._emit)
+
+    def _emit(self, out: AgentAudio | Command) -> None:
+        if isinstance(out, AgentAudio):
+            if self.recorder:
+                self.recorder.agent(out.pcm)
+            self.conn.send(wire.encode_audio(self.number, out))
+        else:
+            self.log.info("command", kind=out.kind.name, reason=out.reason, target=out.target)
+            if out.kind.name in ("FLUSH", "RESUME"):
+                metrics.BARGE_INS.labels("committed" if out.kind.name == "FLUSH" else "resumed").inc()
+            self.conn.send(wire.encode_command(self.number, out))
+
+    def frame(self, t: float, pcm: bytes) -> None:
+        if self.recorder:
+            self.recorder.caller(pcm)
+        self.turns.on_frame(t, pcm)
+
+    def event(self, ev: SessionEvent) -> None:
+        if ev.kind is not EventKind.PLAYOUT or ev.playout is not None:
+            self.log.debug("event", kind=ev.kind.name, state=self.turns.state.value)
+        self.turns.on_event(ev)
+
+    def close(self) -> None:
+        self.turns.agent.close()
+        if self.recorder:
+            self.recorder.close()
+        self.log.info("session closed", turns=[what for _, what in self.turns.log][-20:])
+
+
+class EngineServer:
+    def __init__(self, path: str, slots: int, record_dir: str = "") -> None:
+        self.path, self.record_dir = path, record_dir
+        self.free = list(range(slots - 1, -1, -1))
+        self.slots: dict[int, Slot] = {}
+        self.sel = selectors.DefaultSelector()
+        self._stop = False
+        metrics.SLOTS_TOTAL.set(slots)
+
+    def serve(self) -> None:
+        if os.path.exists(self.path):
+            os.unlink(self.path)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        listener.bind(self.path)
+        listener.listen(64)
+        self.sel.register(listener, selectors.EVENT_READ, None)
+        log.info("engine ready", socket=self.path, slots=len(self.free))
+        while not self._stop:
+            for key, _ in self.sel.select(timeout=0.5):
+                if key.data is None:
+                    sock, _ = listener.accept()
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+                    self.sel.register(sock, selectors.EVENT_READ, Connection(sock))
+                    log.info("worker connected")
+                else:
+                    self._readable(key.data)
+        for slot in list(self.slots):
+            self._release(slot)
+        listener.close()
+        os.unlink(self.path)
+        log.info("engine stopped")
+
+    def stop(self) -> None:
+        self._stop = True
+
+    def _readable(self, conn: Connection) -> None:
+        for _ in range(256):  # bounded so one busy worker cannot starve the others
+            try:
+                msg = conn.sock.recv(wire.MAX_MESSAGE, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return
+            except OSError:
+                msg = b""
+            if not msg:
+                self._disconnect(conn)
+                return
+            try:
+                self._handle(conn, wire.decode(msg))
+            except wire.WireError as exc:
+                log.error("bad message from worker dropped", error=str(exc))
+
+    def _handle(self, conn: Connection, msg: wire.Decoded) -> None:
+        kind, number = msg[0], msg[1]
+        if kind is wire.MsgType.FRAME:
+            slot = self.slots.get(number)
+            if slot is not None and slot.conn is conn:
+                slot.frame(msg[2], msg[3])  # type: ignore[arg-type]
+        elif kind is wire.MsgType.EVENT:
+            slot = self.slots.get(number)
+            if slot is None or slot.conn is not conn:
+                return
+            ev = msg[2]
+            if ev.kind is EventKind.HANGUP:  # type: ignore[union-attr]
+                self._release(number)
+            else:
+                slot.event(ev)  # type: ignore[arg-type]
+        elif kind is wire.MsgType.OPEN:
+            self._open(conn, msg[2], msg[3])  # type: ignore[arg-type]
+        else:
+            log.warning("unexpected message from worker", type=kind.name)
+
+    def _open(self, conn: Connection, key: int, info: SessionInfo) -> None:
+        if not self.free:
+            metrics.SESSIONS.labels("no_slot").inc()
+            log.warning("no free slot", call_id=info.call_id)
+            conn.send(wire.encode_opened(key, wire.NO_SLOT, "no free engine slot"))
+            return
+        number = self.free.pop()
+        try:
+            slot = Slot(number, info, conn, self.record_dir)
+        except Exception as exc:  # a bad agent setting must refuse the call, not kill the engine
+            self.free.append(number)
+            log.exception("session failed to start", call_id=info.call_id)
+            conn.send(wire.encode_opened(key, wire.NO_SLOT, f"agent failed: {exc}"))
+            metrics.SESSIONS.labels("failed").inc()
+            return
+        self.slots[number] = slot
+        conn.slots.add(number)
+        metrics.SLOTS_IN_USE.inc()
+        metrics.SESSIONS.labels("opened").inc()
+        slot.log.info("session opened", agent=info.agent.get("agent"), called=info.called)
+        conn.send(wire.encode_opened(key, number))
+
+    def _release(self, number: int) -> None:
+        slot = self.slots.pop(number, None)
+        if slot is None:
+            return
+        slot.conn.slots.discard(number)
+        slot.close()
+        self.free.append(number)
+        metrics.SLOTS_IN_USE.dec()
+
+    def _disconnect(self, conn: Connection) -> None:
+        log.warning("worker disconnected", slots_freed=len(conn.slots))
+        for number in list(conn.slots):
+            self._release(number)
+        self.sel.unregister(conn.sock)
+        conn.sock.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="talkover-engine")
+    ap.add_argument("--socket", required=True)
+    ap.add_argument("--slots", type=int, default=16)
+    ap.add_argument("--record-dir", default="")
+    ap.add_argument("--log-level", default="info")
+    ap.add_argument("--log-format", default="auto")
+    args = ap.parse_args(argv)
+    configure_logging(args.log_level, args.log_format, process="engine")
+    server = EngineServer(args.socket, args.slots, args.record_dir)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: server.stop())
+    server.serve()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,205 @@
+"""The turn-taking controller of one session: when the agent speaks, yields and waits.
+
+States: LISTENING (the caller has the floor or nobody does), RESPONDING (the caller's turn
+ended; the reply is being made), SPEAKING (agent audio is queued or playing), HELD.
+
+Barge-in (../shared/DESIGN.md): the gateway has already paused playout in the tick the
+caller's speech started; here the pause is *committed* once the speech outlasts
+`barge_in_min_ms` (FLUSH: the gateway drops the queue and reports what the caller heard,
+the agent is told where it was cut off) or *resumed* if it stops sooner (RESUME: a
+backchannel or noise; playback continues where it paused).
+
+The controller is clocked by the caller frames the gateway sends every 20 ms, so every
+decision has a timestamp on the gateway's clock. It emits at most `lead_frames` agent
+frames ahead of playout so pausing and flushing stay cheap.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from engine.agents.base import Agent, AgentAction
+from engine.session import (
+    FRAME_MS,
+    FRAME_SAMPLES,
+    AgentAudio,
+    AudioFlags,
+    Command,
+    CommandKind,
+    EventKind,
+    PlayoutState,
+    SessionEvent,
+)
+
+
+class TurnState(enum.Enum):
+    LISTENING = "listening"
+    RESPONDING = "responding"
+    SPEAKING = "speaking"
+    HELD = "held"
+
+
+@dataclass
+class TurnSettings:
+    interruptible: bool = True
+    barge_in_min_ms: int = 300
+    end_of_turn_ms: int = 200
+    preroll_ms: int = 200  # caller audio kept from before the VAD's speech-start
+    lead_frames: int = 3  # agent frames emitted ahead of playout
+
+    @classmethod
+    def from_agent(cls, agent: dict[str, object]) -> "TurnSettings":
+        s = cls()
+        for name in ("interruptible", "barge_in_min_ms", "end_of_turn_ms"):
+            if name in agent:
+                setattr(s, name, type(getattr(s, name))(agent[name]))  # type: ignore[call-overload]
+        return s
+
+
+Emit = Callable[[AgentAudio | Command], None]
+
+
+class TurnController:
+    def __init__(self, agent: Agent, settings: TurnSettings, emit: Emit) -> None:
+        self.agent, self.settings, self._emit = agent, settings, emit
+        self.state = TurnState.LISTENING
+        self._before_hold = TurnState.LISTENING
+        self._utterance_id = 0
+        self._pending: list[bytes] = []  # frames of the current utterance not yet emitted
+        self._unfinished = False  # emitted, waiting for the gateway's FINISHED
+        self._barge_t0: float | None = None  # caller speech started over the agent at this time
+        self._in_speech = False
+        self._turn: list[bytes] = []
+        self._preroll: list[bytes] = []
+        self._turn_end_due: float | None = None
+        self.log: list[tuple[float, str]] = []  # (t, what) for tests and debugging
+
+    # -- inputs ---------------------------------------------------------------------------
+    def on_frame(self, t: float, pcm: bytes) -> None:
+        if self.state is TurnState.HELD:
+            return
+        if self._in_speech:
+            self._turn.append(pcm)
+        else:
+            self._preroll.append(pcm)
+            del self._preroll[: -max(1, self.settings.preroll_ms // FRAME_MS)]
+        if self._barge_t0 is not None and (t - self._barge_t0) * 1000 >= self.settings.barge_in_min_ms:
+            self._commit_barge_in(t)
+        if self._turn_end_due is not None and t >= self._turn_end_due:
+            self._end_caller_turn(t)
+        if self.state is TurnState.SPEAKING and self._barge_t0 is None:
+            self._emit_frames(1)
+
+    def on_event(self, ev: SessionEvent) -> None:
+        k = ev.kind
+        if k is EventKind.STARTED:
+            self._speak(self.agent.greeting(), ev.t, "greeting")
+        elif k is EventKind.SPEECH_START:
+            self._speech_start(ev.t)
+        elif k is EventKind.SPEECH_STOP:
+            self._speech_stop(ev.t)
+        elif k is EventKind.HOLD and self.state is not TurnState.HELD:
+            self._before_hold, self.state = self.state, TurnState.HELD
+            self._in_speech, self._turn, self._turn_end_due = False, [], None
+            self._note(ev.t, "hold")
+        elif k is EventKind.RESUME and self.state is TurnState.HELD:
+            self.state = self._before_hold
+            self._note(ev.t, "resume from hold")
+        elif k is EventKind.DTMF:
+            self._dtmf(ev)
+        elif k is EventKind.PLAYOUT:
+            self._playout(ev)
+
+    # -- caller turns ---------------------------------------------------------------------------
+    def _speech_start(self, t: float) -> None:
+        if self.state is TurnState.HELD:
+            return
+        self._in_speech = True
+        self._turn_end_due = None
+        if not self._turn:
+            self._turn = list(self._preroll)
+        if self.state is TurnState.SPEAKING:
+            if self.settings.interruptible and self._barge_t0 is None:
+                self._barge_t0 = t  # the gateway paused playout in this same tick
+                self._note(t, "barge-in pause")
+            elif not self.settings.interruptible:
+                self._turn = []  # the agent holds the floor: this speech is not a turn
+                self._in_speech = False
+
+    def _speech_stop(self, t: float) -> None:
+        if not self._in_speech:
+            return
+        self._in_speech = False
+        if self._barge_t0 is not None:  # shorter than the minimum: backchannel or noise
+            self._barge_t0 = None
+            self._turn = []
+            self._emit(Command(CommandKind.RESUME, t, reason="short speech"))
+            self._note(t, "barge-in resumed")
+            return
+        if self.state is TurnState.LISTENING:
+            self._turn_end_due = t + self.settings.end_of_turn_ms / 1000
+
+    def _commit_barge_in(self, t: float) -> None:
+        self._barge_t0 = None
+        self._pending, self._unfinished = [], False
+        self._emit(Command(CommandKind.FLUSH, t, reason="barge-in"))
+        self.state = TurnState.LISTENING
+        self._note(t, "barge-in commit")
+
+    def _end_caller_turn(self, t: float) -> None:
+        self._turn_end_due = None
+        audio = np.frombuffer(b"".join(self._turn), dtype=np.int16)
+        self._turn = []
+        self.state = TurnState.RESPONDING
+        self._note(t, "caller turn ended")
+        self._speak(self.agent.respond(audio), t, "reply")
+
+    # -- agent speech ---------------------------------------------------------------------------
+    def _speak(self, audio: np.ndarray | None, t: float, what: str) -> None:
+        if audio is None or audio.size == 0:
+            if self.state is TurnState.RESPONDING:
+                self.state = TurnState.LISTENING
+            return
+        pad = (-audio.size) % FRAME_SAMPLES
+        raw = np.concatenate([audio.astype(np.int16), np.zeros(pad, np.int16)]).tobytes()
+        step = FRAME_SAMPLES * 2
+        self._utterance_id += 1
+        self._pending = [raw[i : i + step] for i in range(0, len(raw), step)]
+        self._unfinished = True
+        self.state = TurnState.SPEAKING
+        self._note(t, f"speak {what} #{self._utterance_id} ({len(self._pending) * FRAME_MS} ms)")
+        self._emit_frames(self.settings.lead_frames)
+
+    def _emit_frames(self, n: int) -> None:
+        flags = AudioFlags.INTERRUPTIBLE if self.settings.interruptible else AudioFlags.NONE
+        for _ in range(min(n, len(self._pending))):
+            pcm = self._pending.pop(0)
+            last = AudioFlags.END_OF_UTTERANCE if not self._pending else AudioFlags.NONE
+            self._emit(AgentAudio(pcm, self._utterance_id, flags | last))
+
+    def _playout(self, ev: SessionEvent) -> None:
+        if ev.playout is PlayoutState.FINISHED and ev.utterance == self._utterance_id:
+            self._unfinished = False
+            if self.state is TurnState.SPEAKING and not self._pending:
+                self.state = TurnState.LISTENING
+                self._note(ev.t, f"utterance #{ev.utterance} played")
+        elif ev.playout is PlayoutState.FLUSHED:
+            self.agent.on_interrupted(ev.utterance, ev.position_ms)
+            self._note(ev.t, f"cut off: caller heard {ev.position_ms} ms of #{ev.utterance}")
+
+    def _dtmf(self, ev: SessionEvent) -> None:
+        self._note(ev.t, f"dtmf {ev.digit}")
+        if self.state is TurnState.HELD:
+            return
+        answer = self.agent.on_dtmf(ev.digit, ev.duration_ms)
+        if isinstance(answer, AgentAction):
+            self._emit(Command(answer.kind, ev.t, answer.target, answer.reason))
+        elif answer is not None and self.state is not TurnState.SPEAKING:
+            self._speak(answer, ev.t, f"dtmf {ev.digit}")
+
+    def _note(self, t: float, what: str) -> None:
+        self.log.append((t, what))

@@ -1,0 +1,196 @@
+"""talkover's configuration: one typed, documented place.
+
+`talkover serve --config FILE` reads a TOML file whose tables mirror the dataclasses below;
+every key is optional and defaults to what is written here. Unknown keys and wrong types
+fail at start with the file and line (see gateway/tomlfile.py). The dialplan (which number
+reaches which agent) is a separate file, see gateway/dialplan.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gateway.tomlfile import TomlSource, build
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DIALPLAN = REPO_ROOT / "dialplans" / "default.toml"
+CODECS = ("G722/16000", "PCMU/8000", "PCMA/8000")
+
+
+@dataclass
+class JitterConfig:
+    """pjmedia's adaptive jitter buffer bounds (ms; -1 = pjmedia default)."""
+
+    init_ms: int = -1  # initial prefetch
+    min_pre_ms: int = -1  # lowest prefetch the adaptive algorithm may go down to
+    max_pre_ms: int = -1  # highest prefetch
+    max_ms: int = -1  # buffer size; frames beyond it are discarded
+    discard_algo: int = 2  # 0 none, 1 static, 2 progressive (pjmedia's default)
+
+    def validate(self) -> tuple[str, str] | None:
+        for name in ("init_ms", "min_pre_ms", "max_pre_ms", "max_ms"):
+            if getattr(self, name) < -1:
+                return name, "must be >= 0, or -1 for the pjmedia default"
+        if self.min_pre_ms > 0 and self.max_pre_ms > 0 and self.min_pre_ms > self.max_pre_ms:
+            return "min_pre_ms", "must not exceed max_pre_ms"
+        if self.discard_algo not in (0, 1, 2):
+            return "discard_algo", "must be 0 (none), 1 (static) or 2 (progressive)"
+        return None
+
+
+@dataclass
+class RegisterConfig:
+    """Optional outbound REGISTER to a trunk/PBX so that its DIDs reach us."""
+
+    enabled: bool = False
+    registrar: str = ""  # e.g. "sip:pbx.example.com"
+    aor: str = ""  # address of record, e.g. "sip:1000@pbx.example.com"
+    username: str = ""
+    password: str = ""
+    realm: str = "*"
+    expires_s: int = 300  # pjsua re-registers before this runs out
+    retry_s: int = 30  # after a failure
+
+    def validate(self) -> tuple[str, str] | None:
+        if self.enabled:
+            for name in ("registrar", "aor"):
+                if not getattr(self, name).startswith(("sip:", "sips:")):
+                    return name, "must be a sip: URI when registration is enabled"
+        if self.expires_s < 10:
+            return "expires_s", "must be at least 10"
+        return None
+
+
+@dataclass
+class SipConfig:
+    host: str = "127.0.0.1"  # bind address for SIP and RTP
+    port: int = 5060  # UDP and TCP
+    transports: list[str] = field(default_factory=lambda: ["udp", "tcp"])
+    public_address: str = ""  # advertised in Contact/Via/SDP; default: host
+    rtp_port: int = 40000  # first RTP port; each call takes 2 (RTP + RTCP)
+    rtp_port_range: int = 2000
+    max_calls: int = 4  # clamped to pjsua_call_get_max_count() (4 in the PyPI wheel)
+    codecs: list[str] = field(default_factory=lambda: list(CODECS))  # preference order
+    retry_after_s: int = 5  # Retry-After of our 503s
+    ack_timeout_s: float = 32.0  # 200 sent, no ACK → BYE (RFC 3261 64*T1)
+    max_call_s: float = 3600.0  # hard cap; dialplan entries may set lower
+    pjsip_log_level: int = 2  # PJSIP's own log routed into ours (0-6)
+    user_agent: str = "talkover"
+    jitter: JitterConfig = field(default_factory=JitterConfig)
+    register: RegisterConfig = field(default_factory=RegisterConfig)
+
+    def validate(self) -> tuple[str, str] | None:
+        if not 0 < self.port < 65536:
+            return "port", "must be 1-65535"
+        bad = [t for t in self.transports if t not in ("udp", "tcp")]
+        if bad or not self.transports:
+            return "transports", "must list one or both of 'udp', 'tcp'"
+        unknown = [c for c in self.codecs if c not in CODECS]
+        if unknown or not self.codecs:
+            return "codecs", f"must be chosen from {list(CODECS)}"
+        if self.max_calls < 1:
+            return "max_calls", "must be >= 1"
+        if not 1024 <= self.rtp_port <= 65000 or self.rtp_port_range < 8:
+            return "rtp_port", "must be 1024-65000 with a range of at least 8"
+        if self.ack_timeout_s <= 0 or self.max_call_s <= 0:
+            return "ack_timeout_s", "timeouts must be positive"
+        return None
+
+
+@dataclass
+class MediaConfig:
+    """The per-call chain's voice activity detector (energy based until issue 3's Silero)."""
+
+    vad_threshold_dbfs: float = -38.0  # frame level that counts as voiced
+    vad_start_ms: int = 60  # voiced this long → speech-start
+    vad_stop_ms: int = 500  # unvoiced this long → speech-stop
+    playout_max_ms: int = 2000  # agent audio the playout queue may hold ahead
+
+    def validate(self) -> tuple[str, str] | None:
+        if self.vad_start_ms % 20 or self.vad_stop_ms % 20:
+            return "vad_start_ms", "VAD times must be multiples of the 20 ms frame"
+        return None
+
+
+@dataclass
+class EngineConfig:
+    socket: str = ""  # Unix socket path; default: <runtime dir>/engine.sock
+    slots: int = 16  # concurrent sessions the engine serves (all workers together)
+    open_timeout_s: float = 2.0  # no slot granted in time → 503
+    record_dir: str = ""  # if set, each call's caller and agent audio is saved here as WAV
+
+    def validate(self) -> tuple[str, str] | None:
+        if self.slots < 1:
+            return "slots", "must be >= 1"
+        return None
+
+
+@dataclass
+class HttpConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080  # /metrics, /healthz, /calls
+
+
+@dataclass
+class SupervisorConfig:
+    drain_s: float = 10.0  # on SIGTERM: live calls may finish for this long, then BYE
+    restart_backoff_s: float = 0.5  # first restart delay of a dead child; doubles to 10 s
+    runtime_dir: str = ""  # sockets and metrics files; default: a fresh temp dir
+
+
+@dataclass
+class LogConfig:
+    level: str = "info"
+    format: str = "auto"  # auto (JSON unless a terminal), json, console
+
+    def validate(self) -> tuple[str, str] | None:
+        if self.level not in ("debug", "info", "warning", "error"):
+            return "level", "must be debug, info, warning or error"
+        if self.format not in ("auto", "json", "console"):
+            return "format", "must be auto, json or console"
+        return None
+
+
+@dataclass
+class Config:
+    dialplan: str = str(DEFAULT_DIALPLAN)  # relative paths are relative to the config file
+    sip: SipConfig = field(default_factory=SipConfig)
+    media: MediaConfig = field(default_factory=MediaConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
+    supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+    def runtime_dir(self) -> Path:
+        if not self.supervisor.runtime_dir:
+            self.supervisor.runtime_dir = tempfile.mkdtemp(prefix="talkover-")
+        path = Path(self.supervisor.runtime_dir)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def engine_socket(self) -> str:
+        return self.engine.socket or str(self.runtime_dir() / "engine.sock")
+
+
+def load_config(path: str | Path | None) -> Config:
+    if path is None:
+        return Config()
+    src = TomlSource(path)
+    cfg = build(Config, src.data, src)
+    dp = Path(cfg.dialplan)
+    if not dp.is_absolute():
+        cfg.dialplan = str((Path(path).resolve().parent / dp).resolve())
+    return cfg
+
+
+def dump_config(cfg: Config, path: Path) -> None:
+    """The supervisor hands its children the resolved config (runtime dir included) as JSON."""
+    path.write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
+
+
+def load_resolved(path: str | Path) -> Config:
+    return build(Config, json.loads(Path(path).read_text()), TomlSource(path, data={}))

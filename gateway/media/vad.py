@@ -1,0 +1,55 @@
+"""Voice activity detection on 16 kHz 20 ms frames.
+
+An energy detector with hysteresis: speech-start after `start_ms` of frames above the
+threshold, speech-stop after `stop_ms` below it. It is the first stage of the detector and
+cheap enough for the clock thread; the carrier-grade chain (AEC in front, Silero behind)
+replaces the decision, not the interface: `update(frame) -> VadEdge | None`.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import numpy as np
+
+from engine.session import FRAME_MS
+
+
+class VadEdge(enum.Enum):
+    START = 1
+    STOP = 2
+
+
+def frame_dbfs(frame: np.ndarray) -> float:
+    """Level of an int16 frame in dB relative to full scale (a full-scale sine is -3 dBFS)."""
+    x = frame.astype(np.float32)
+    power = float(np.dot(x, x)) / max(1, x.size)
+    return 10.0 * np.log10(power / (32768.0 * 32768.0) + 1e-12)
+
+
+class EnergyVad:
+    def __init__(self, threshold_dbfs: float, start_ms: int, stop_ms: int) -> None:
+        self.threshold_dbfs = threshold_dbfs
+        self._start_frames = max(1, start_ms // FRAME_MS)
+        self._stop_frames = max(1, stop_ms // FRAME_MS)
+        self._run = 0  # consecutive frames disagreeing with the current state
+        self.in_speech = False
+        self.level_dbfs = -120.0
+
+    def update(self, frame: np.ndarray) -> VadEdge | None:
+        self.level_dbfs = frame_dbfs(frame)
+        voiced = self.level_dbfs >= self.threshold_dbfs
+        if voiced == self.in_speech:
+            self._run = 0
+            return None
+        self._run += 1
+        if self.in_speech and self._run >= self._stop_frames:
+            self.in_speech, self._run = False, 0
+            return VadEdge.STOP
+        if not self.in_speech and self._run >= self._start_frames:
+            self.in_speech, self._run = True, 0
+            return VadEdge.START
+        return None
+
+    def reset(self) -> None:
+        self.in_speech, self._run = False, 0
