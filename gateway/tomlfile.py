@@ -45,7 +45,8 @@ class TomlSource:
             self.data: dict[str, Any] = tomllib.loads(self.text)
         except tomllib.TOMLDecodeError as exc:
             m = re.search(r"line (\d+)", str(exc))
-            raise ConfigError(path, int(m.group(1)) if m else None, f"TOML syntax: {exc}") from exc
+            line = int(m.group(1)) if m else (len(self.text.splitlines()) or None)
+            raise ConfigError(path, line, f"TOML syntax: {exc}") from exc
 
     def line_of(self, keypath: tuple[str | int, ...]) -> int | None:
         """Best-effort line of `keypath`; an int after a name indexes an array of tables."""

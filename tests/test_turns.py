@@ -1,0 +1,133 @@
+"""The turn controller as timelines: scripted gateway events in, expected actions out."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from engine.agents.echo import EchoAgent
+from engine.session import (
+    FRAME_BYTES,
+    AgentAudio,
+    AudioFlags,
+    Command,
+    CommandKind,
+    EventKind,
+    PlayoutState,
+    SessionEvent,
+)
+from engine.turns.controller import TurnController, TurnSettings, TurnState
+
+SPEECH = (np.ones(FRAME_BYTES // 2, np.int16) * 3000).tobytes()
+QUIET = bytes(FRAME_BYTES)
+
+
+class Timeline:
+    def __init__(self, **settings: object) -> None:
+        self.out: list[AgentAudio | Command] = []
+        agent = EchoAgent({"greeting": "chime", "transfer_digit": "0", "transfer_target": "sip:op@pbx"})
+        self.tc = TurnController(agent, TurnSettings(**settings), self.out.append)  # type: ignore[arg-type]
+        self.t = 0.0
+
+    def frames(self, n: int, pcm: bytes = QUIET) -> None:
+        for _ in range(n):
+            self.t += 0.02
+            self.tc.on_frame(self.t, pcm)
+
+    def event(self, kind: EventKind, **kw: object) -> None:
+        self.tc.on_event(SessionEvent(kind, self.t, **kw))  # type: ignore[arg-type]
+
+    def audio(self) -> list[AgentAudio]:
+        return [o for o in self.out if isinstance(o, AgentAudio)]
+
+    def commands(self) -> list[CommandKind]:
+        return [o.kind for o in self.out if isinstance(o, Command)]
+
+
+def test_greeting_is_emitted_a_few_frames_ahead_then_one_per_tick() -> None:
+    tl = Timeline(lead_frames=3)
+    tl.event(EventKind.STARTED)
+    assert tl.tc.state is TurnState.SPEAKING and len(tl.audio()) == 3
+    tl.frames(5)
+    assert len(tl.audio()) == 8
+    tl.frames(100)
+    frames = tl.audio()
+    assert len(frames) == 30  # the 600 ms chime
+    assert frames[-1].flags & AudioFlags.END_OF_UTTERANCE and not frames[0].flags & AudioFlags.END_OF_UTTERANCE
+    tl.event(EventKind.PLAYOUT, playout=PlayoutState.FINISHED, utterance=1)
+    assert tl.tc.state is TurnState.LISTENING
+
+
+def test_barge_in_pauses_then_commits_after_the_minimum() -> None:
+    tl = Timeline(barge_in_min_ms=300)
+    tl.event(EventKind.STARTED)
+    tl.frames(5)
+    tl.event(EventKind.SPEECH_START)  # the gateway paused playout in this tick
+    sent = len(tl.audio())
+    tl.frames(14, SPEECH)  # 280 ms: not yet
+    assert tl.commands() == [] and len(tl.audio()) == sent  # nothing generated while paused
+    tl.frames(1, SPEECH)  # 300 ms
+    assert tl.commands() == [CommandKind.FLUSH]
+    assert tl.tc.state is TurnState.LISTENING
+    tl.event(EventKind.PLAYOUT, playout=PlayoutState.FLUSHED, utterance=1, position_ms=140)
+    assert tl.tc.agent.interruptions == [(1, 140)]  # type: ignore[attr-defined]
+
+
+def test_backchannel_shorter_than_the_minimum_resumes_playback() -> None:
+    tl = Timeline(barge_in_min_ms=300)
+    tl.event(EventKind.STARTED)
+    tl.frames(3)
+    tl.event(EventKind.SPEECH_START)
+    tl.frames(8, SPEECH)  # "mm-hm", 160 ms
+    tl.event(EventKind.SPEECH_STOP)
+    assert tl.commands() == [CommandKind.RESUME]
+    before = len(tl.audio())
+    tl.frames(2)
+    assert len(tl.audio()) == before + 2 and tl.tc.state is TurnState.SPEAKING
+
+
+def test_not_interruptible_agent_keeps_talking() -> None:
+    tl = Timeline(interruptible=False)
+    tl.event(EventKind.STARTED)
+    tl.event(EventKind.SPEECH_START)
+    tl.frames(30, SPEECH)
+    assert tl.commands() == [] and all(not a.flags & AudioFlags.INTERRUPTIBLE for a in tl.audio())
+
+
+def test_end_of_turn_waits_for_silence_and_a_short_pause_does_not_end_it() -> None:
+    tl = Timeline(end_of_turn_ms=200)
+    tl.event(EventKind.SPEECH_START)
+    tl.frames(20, SPEECH)
+    tl.event(EventKind.SPEECH_STOP)
+    tl.frames(5)  # 100 ms pause
+    tl.event(EventKind.SPEECH_START)
+    tl.frames(10, SPEECH)
+    assert tl.audio() == []
+    tl.event(EventKind.SPEECH_STOP)
+    tl.frames(9)
+    assert tl.audio() == []
+    tl.frames(2)
+    assert tl.tc.state is TurnState.SPEAKING and tl.audio()  # the echo of the whole turn
+
+
+def test_hold_freezes_and_resume_continues_the_same_utterance() -> None:
+    tl = Timeline()
+    tl.event(EventKind.STARTED)
+    tl.frames(2)
+    sent = len(tl.audio())
+    tl.event(EventKind.HOLD)
+    tl.frames(50, SPEECH)  # music on hold / noise: neither listened to nor answered
+    tl.event(EventKind.SPEECH_START)
+    assert len(tl.audio()) == sent and tl.tc.state is TurnState.HELD
+    tl.event(EventKind.RESUME)
+    assert tl.tc.state is TurnState.SPEAKING
+    tl.frames(1)
+    assert len(tl.audio()) == sent + 1 and tl.audio()[-1].utterance == 1
+
+
+def test_dtmf_transfer_digit_asks_for_a_transfer_and_others_are_answered() -> None:
+    tl = Timeline()
+    tl.event(EventKind.DTMF, digit="5", duration_ms=100)
+    assert tl.tc.state is TurnState.SPEAKING
+    tl.event(EventKind.DTMF, digit="0", duration_ms=100)
+    cmd = [o for o in tl.out if isinstance(o, Command)][0]
+    assert cmd.kind is CommandKind.TRANSFER and cmd.target == "sip:op@pbx"
