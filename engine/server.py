@@ -46,7 +46,11 @@ class Slot:
         self.number, self.info, self.conn = number, info, conn
         self.log = get_logger(call_id=info.call_id, slot=number)
         self.recorder = CallRecorder(record_dir, info.call_id) if record_dir else None
-        self.turns = TurnController(make_agent(info.agent), TurnSettings.from_agent(info.agent), self._emit)
+        settings = TurnSettings.from_agent(info.agent)
+        self.turns = TurnController(make_agent(info.agent), settings, self._emit, self._turn_note)
+
+    def _turn_note(self, t: float, what: str) -> None:
+        self.log.info("turn", what=what, state=self.turns.state.value, t=round(t, 3))
 
     def _emit(self, out: AgentAudio | Command) -> None:
         if isinstance(out, AgentAudio):
@@ -73,7 +77,7 @@ class Slot:
         self.turns.agent.close()
         if self.recorder:
             self.recorder.close()
-        self.log.info("session closed", turns=[what for _, what in self.turns.log][-20:])
+        self.log.info("session closed", turns=len(self.turns.log))
 
 
 class EngineServer:

@@ -64,8 +64,10 @@ Emit = Callable[[AgentAudio | Command], None]
 
 
 class TurnController:
-    def __init__(self, agent: Agent, settings: TurnSettings, emit: Emit) -> None:
-        self.agent, self.settings, self._emit = agent, settings, emit
+    def __init__(
+        self, agent: Agent, settings: TurnSettings, emit: Emit, on_note: Callable[[float, str], None] | None = None
+    ) -> None:
+        self.agent, self.settings, self._emit, self._on_note = agent, settings, emit, on_note
         self.state = TurnState.LISTENING
         self._before_hold = TurnState.LISTENING
         self._utterance_id = 0
@@ -203,3 +205,5 @@ class TurnController:
 
     def _note(self, t: float, what: str) -> None:
         self.log.append((t, what))
+        if self._on_note is not None:
+            self._on_note(t, what)

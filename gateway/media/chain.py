@@ -25,6 +25,7 @@ from engine.session import (
 from gateway.config import MediaConfig
 from gateway.dialplan import DialplanEntry
 from gateway.engine_link import EngineLink
+from gateway.media.clock import TickGaps
 from gateway.media.playout import PlayoutPosition, PlayoutQueue
 from gateway.media.vad import EnergyVad, VadEdge
 
@@ -44,6 +45,7 @@ class CallMedia:
         self.frames_out = 0
         self.speech_starts = 0
         self.barge_in_pauses = 0
+        self.ticks = TickGaps()
 
     # -- clock thread ---------------------------------------------------------------
     def inbound(self, pcm: bytes) -> None:
@@ -65,10 +67,12 @@ class CallMedia:
     def outbound(self) -> bytes | None:
         if self.closed:
             return None
+        now = time.monotonic()
+        self.ticks.tick(now)
         pcm = self.playout.pop()
         done = self.playout.finished_utterance()
         if done is not None:
-            self._report(PlayoutState.FINISHED, PlayoutPosition(done, self.playout.position().position_ms), time.monotonic())
+            self._report(PlayoutState.FINISHED, PlayoutPosition(done, self.playout.position().position_ms), now)
         if pcm is not None:
             self.frames_out += 1
         return pcm

@@ -18,11 +18,12 @@ from engine.logs import get_logger
 from gateway.dialplan import DialplanEntry
 from gateway.media.chain import CallMedia
 from gateway.media.port import FramePort
+from gateway.sip.sdp import prefer_codec
 
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
 
-DTMF_IS_END = 1  # pjmedia's PJMEDIA_STREAM_DTMF_IS_END flag bit
+DTMF_IS_END = 1 << 1  # PJMEDIA_STREAM_DTMF_IS_END (IS_UPDATE is 1 << 0)
 
 
 class Phase(enum.Enum):
@@ -36,6 +37,8 @@ class LegOwner(Protocol):
     def on_call_state(self, leg: "CallLeg", state: int, code: int, reason: str) -> None: ...
     def on_media_state(self, leg: "CallLeg") -> None: ...
     def on_transferred(self, leg: "CallLeg") -> None: ...
+
+    codecs: list[str]
 
 
 @dataclass
@@ -78,6 +81,7 @@ class CallLeg:
             "underruns": m.playout.underruns if m else 0,
             "speech_starts": m.speech_starts if m else 0,
             "barge_in_pauses": m.barge_in_pauses if m else 0,
+            "tick_gap": m.ticks.summary() if m else {},
             "jitter": self.stats,
         }
 
@@ -93,6 +97,10 @@ class SipCall(pj.Call):  # type: ignore[misc]
             return
         info = self.getInfo()
         self.owner.on_call_state(self.leg, info.state, info.lastStatusCode, info.lastReason)
+
+    def onCallSdpCreated(self, prm: pj.OnCallSdpCreatedParam) -> None:
+        if self.leg is not None and prm.remSdp.wholeSdp:
+            prm.sdp.wholeSdp = prefer_codec(prm.sdp.wholeSdp, prm.remSdp.wholeSdp, self.owner.codecs)
 
     def onCallMediaState(self, prm: pj.OnCallMediaStateParam) -> None:
         leg = self.leg

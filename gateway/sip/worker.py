@@ -54,6 +54,7 @@ class Worker:
     def __init__(self, cfg: Config, dialplan: Dialplan, name: str, status_fd: int | None) -> None:
         self.cfg, self.dialplan, self.name = cfg, dialplan, name
         self.max_calls = 0  # known once pjsua is initialised
+        self.codecs = cfg.sip.codecs
         self.sip = SipEndpoint(cfg.sip, self._rejected_by_pjsua)
         self.link = EngineLink(cfg.engine_socket(), self._on_engine_message, self._on_engine_state)
         self.actions: queue.Queue[Callable[[], None]] = queue.Queue()

@@ -170,6 +170,21 @@ class Gateway:
     def wait_log(self, event: str, timeout: float = 10, **match: Any) -> dict[str, Any]:
         return wait_until(lambda: (self.log_events(event, **match) or [None])[-1], timeout, f"log event {event!r} {match}")
 
+    def turns(self, call_id: str | None = None) -> list[str]:
+        """The engine's turn notes ("speak greeting #1 ...", "dtmf 5", "hold", ...) in order."""
+        match = {"call_id": call_id} if call_id else {}
+        return [r["what"] for r in self.log_events("turn", **match)]
+
+    def wait_turn(self, prefix: str, call_id: str | None = None, timeout: float = 10, count: int = 1) -> list[str]:
+        def found() -> list[str]:
+            hits = [w for w in self.turns(call_id) if w.startswith(prefix)]
+            return hits if len(hits) >= count else []
+
+        return wait_until(found, timeout, f"engine turn note {prefix!r} x{count}")
+
+    def only_call(self) -> dict[str, Any]:
+        return wait_until(lambda: (self.calls() or [None])[0], 10, "a call in /calls")
+
     def worker_pid(self) -> int:
         code, body = self.health()
         return int(body["workers"][0]["pid"])
