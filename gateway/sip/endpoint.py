@@ -89,6 +89,7 @@ class SipEndpoint:
         med.ptime = FRAME_MS
         med.channelCount = 1
         med.noVad = True
+        med.sndAutoCloseTime = -1  # the null device is the media clock: never let pjsua close it
         med.threadCnt = 1
         med.maxMediaPorts = 4 * PJSUA_ASK_CALLS + 8
         jb = self.cfg.jitter

@@ -103,6 +103,7 @@ class Worker:
         if now >= self._next_status:
             self._next_status = now + 1.0
             self._report_status()
+            gc.collect()  # here, not on the clock thread: see main()
         if self.draining_since:
             over = now - self.draining_since > self.cfg.supervisor.drain_s
             if over:
@@ -375,6 +376,9 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_resolved(args.config)
     configure_logging(cfg.log.level, cfg.log.format, process=args.name)
     sys.setswitchinterval(0.001)  # keeps the GIL from stalling pjsua2's clock thread
+    # An automatic collection could run on pjsua's clock thread and destroy a pjsua2 object
+    # there; the control loop collects once a second instead.
+    gc.disable()
     worker = Worker(cfg, load_dialplan(cfg.dialplan), args.name, args.status_fd)
     try:
         return worker.run()

@@ -85,7 +85,8 @@ class Supervisor:
             up = fresh and bool(st.get("engine_connected")) and not st.get("draining")
             ok = ok and up
             workers.append({"name": w.name, "up": up, "pid": st.get("pid"), "restarts": w.restarts,
-                            "calls": len(st.get("calls", [])), "max_calls": st.get("max_calls")})
+                            "calls": len(st.get("calls", [])), "max_calls": st.get("max_calls"),
+                            "free_ports": st.get("free_ports"), "threads": st.get("threads")})
         return ok, {"engine": {"up": self.engine.alive, "restarts": self.engine.restarts}, "workers": workers}
 
     def calls(self) -> list[dict[str, Any]]:

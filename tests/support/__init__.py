@@ -1,0 +1,1 @@
+"""Independent SIP test peers (pjsua2 phone, baresip driver) and audio helpers."""
