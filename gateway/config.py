@@ -76,7 +76,6 @@ class SipConfig:
     max_calls: int = 4  # clamped to pjsua_call_get_max_count() (4 in the PyPI wheel)
     codecs: list[str] = field(default_factory=lambda: list(CODECS))  # preference order
     retry_after_s: int = 5  # Retry-After of our 503s
-    ack_timeout_s: float = 32.0  # 200 sent, no ACK → BYE (RFC 3261 64*T1)
     max_call_s: float = 3600.0  # hard cap; dialplan entries may set lower
     pjsip_log_level: int = 2  # PJSIP's own log routed into ours (0-6)
     user_agent: str = "talkover"
@@ -96,8 +95,8 @@ class SipConfig:
             return "max_calls", "must be >= 1"
         if not 1024 <= self.rtp_port <= 65000 or self.rtp_port_range < 8:
             return "rtp_port", "must be 1024-65000 with a range of at least 8"
-        if self.ack_timeout_s <= 0 or self.max_call_s <= 0:
-            return "ack_timeout_s", "timeouts must be positive"
+        if self.max_call_s <= 0:
+            return "max_call_s", "must be positive"
         return None
 
 

@@ -96,7 +96,7 @@ class EngineLink:
             except OSError:
                 sock.close()
                 self._stop.wait(delay)
-                delay = min(delay * 2, 1.0)
+                delay = min(delay * 2, 0.25)
         return None
 
     def _receive(self, sock: socket.socket) -> None:

@@ -22,10 +22,12 @@ from engine.logs import get_logger
 from engine.session import FRAME_MS, SAMPLE_RATE
 from gateway.config import SipConfig
 
-log = get_logger(component="pjsip")
+log = get_logger(component="sip")
+pjlog = get_logger(component="pjsip")
 
 _PJ_LEVELS = {0: "error", 1: "error", 2: "warning", 3: "info", 4: "debug", 5: "debug", 6: "debug"}
 PJSUA_ASK_CALLS = 256
+PJ_LOG_HAS_SENDER = 64
 _CODEC_IDS = {"G722/16000": "G722/16000/1", "PCMU/8000": "PCMU/8000/1", "PCMA/8000": "PCMA/8000/1"}
 
 
@@ -33,8 +35,8 @@ class PjLogWriter(pj.LogWriter):  # type: ignore[misc]
     """Routes PJSIP's own log into structlog."""
 
     def write(self, entry: pj.LogEntry) -> None:
-        msg = entry.msg.rstrip()
-        getattr(log, _PJ_LEVELS.get(entry.level, "debug"))(msg.split(None, 1)[-1] if msg else msg, pj_level=entry.level)
+        sender, _, msg = entry.msg.strip().partition(" ")  # decor = sender only
+        getattr(pjlog, _PJ_LEVELS.get(entry.level, "debug"))(msg.strip(), sender=sender, pj_level=entry.level)
 
 
 def _native() -> ctypes.CDLL:
@@ -99,7 +101,7 @@ class SipEndpoint:
         lc.writer = self._writer
         lc.level = self.cfg.pjsip_log_level
         lc.consoleLevel = self.cfg.pjsip_log_level
-        lc.decor = 0  # structlog adds time and level
+        lc.decor = PJ_LOG_HAS_SENDER  # structlog adds time and level
         self.ep.libInit(ep_cfg)
         for kind in self.cfg.transports:
             tcfg = pj.TransportConfig()

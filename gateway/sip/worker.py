@@ -256,6 +256,12 @@ class Worker:
             self.by_slot.pop(leg.slot, None)
         if was is Phase.CONFIRMED:
             metrics.CALL_DURATION.observe(time.monotonic() - leg.confirmed_at)
+        elif was is Phase.ANSWERED:
+            # pjsip sends no BYE before the ACK (RFC 3261 15); the INVITE transaction's
+            # timeout (64*T1 = 32 s) ends the call with a BYE, Reason: SIP;cause=408.
+            leg.end_reason = leg.end_reason or "no ACK after 200: torn down at the INVITE transaction timeout"
+            leg.log.warning("no ACK after 200", waited_s=round(time.monotonic() - leg.answered_at, 1))
+            metrics.CALLS.labels("no_ack").inc()
         elif not leg.end_reason:
             outcome = "cancelled" if code == 487 else "failed"
             metrics.CALLS.labels(outcome).inc()
@@ -271,9 +277,6 @@ class Worker:
                     self._answer_if_rung(leg, now)
                 elif now - leg.offered_at > entry.ring_ms / 1000 + self.cfg.engine.open_timeout_s:
                     self._reject(leg, 503, "engine did not grant a slot in time")
-            elif leg.phase is Phase.ANSWERED and now - leg.answered_at > self.cfg.sip.ack_timeout_s:
-                self._hangup(leg, f"no ACK {self.cfg.sip.ack_timeout_s:g} s after 200: tearing the call down")
-                metrics.CALLS.labels("no_ack").inc()
             elif leg.phase is Phase.CONFIRMED and entry is not None:
                 limit = min(entry.max_call_s, self.cfg.sip.max_call_s)
                 if now - leg.confirmed_at > limit:

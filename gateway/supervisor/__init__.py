@@ -80,7 +80,8 @@ class Supervisor:
         workers = []
         ok = self.engine.alive and not self._stop.is_set()
         for w in self.workers:
-            fresh = w.alive and w.status_at > 0 and now - w.status_at < HEARTBEAT_S
+            # A status written before the engine's last (re)start cannot vouch for the link to it.
+            fresh = w.alive and w.status_at > self.engine.started_at and now - w.status_at < HEARTBEAT_S
             st = w.status
             up = fresh and bool(st.get("engine_connected")) and not st.get("draining")
             ok = ok and up

@@ -25,6 +25,7 @@ class Child:
     restarts: int = 0
     status: dict[str, Any] = field(default_factory=dict)
     status_at: float = 0.0
+    started_at: float = 0.0
     _status_fd: int | None = None
     _buf: bytes = b""
     _next_start: float = 0.0
@@ -50,7 +51,7 @@ class Child:
         self.proc = subprocess.Popen(argv, pass_fds=pass_fds)
         if write_fd is not None:
             os.close(write_fd)
-        self.status, self.status_at = {}, 0.0
+        self.status, self.status_at, self.started_at = {}, 0.0, time.monotonic()
         log.info("child started", child=self.name, pid=self.proc.pid)
 
     def read_status(self) -> None:

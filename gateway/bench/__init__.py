@@ -1,0 +1,1 @@
+"""Benchmarks behind `talkover bench ...`: they measure and print, they never serve calls."""
