@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import select
 import selectors
 import signal
 import socket
@@ -32,11 +33,17 @@ class Connection:
     sock: socket.socket
     slots: set[int] = field(default_factory=set)
 
-    def send(self, msg: bytes) -> None:
+    def send(self, msg: bytes, essential: bool = False) -> None:
+        """Audio may be dropped when the worker lags; grants and commands must arrive."""
         try:
             self.sock.send(msg, socket.MSG_DONTWAIT)
         except (BlockingIOError, InterruptedError):
+            if essential and select.select([], [self.sock], [], 0.2)[1]:
+                self.send(msg)
+                return
             metrics.SEND_DROPS.inc()
+            if essential:
+                log.error("worker not reading: essential message dropped", bytes=len(msg))
         except OSError:
             pass  # the worker is gone; its connection closes on the next poll
 
@@ -61,7 +68,7 @@ class Slot:
             self.log.info("command", kind=out.kind.name, reason=out.reason, target=out.target)
             if out.kind.name in ("FLUSH", "RESUME"):
                 metrics.BARGE_INS.labels("committed" if out.kind.name == "FLUSH" else "resumed").inc()
-            self.conn.send(wire.encode_command(self.number, out))
+            self.conn.send(wire.encode_command(self.number, out), essential=True)
 
     def frame(self, t: float, pcm: bytes) -> None:
         if self.recorder:
@@ -155,7 +162,7 @@ class EngineServer:
         if not self.free:
             metrics.SESSIONS.labels("no_slot").inc()
             log.warning("no free slot", call_id=info.call_id)
-            conn.send(wire.encode_opened(key, wire.NO_SLOT, "no free engine slot"))
+            conn.send(wire.encode_opened(key, wire.NO_SLOT, "no free engine slot"), essential=True)
             return
         number = self.free.pop()
         try:
@@ -163,7 +170,7 @@ class EngineServer:
         except Exception as exc:  # a bad agent setting must refuse the call, not kill the engine
             self.free.append(number)
             log.exception("session failed to start", call_id=info.call_id)
-            conn.send(wire.encode_opened(key, wire.NO_SLOT, f"agent failed: {exc}"))
+            conn.send(wire.encode_opened(key, wire.NO_SLOT, f"agent failed: {exc}"), essential=True)
             metrics.SESSIONS.labels("failed").inc()
             return
         self.slots[number] = slot
@@ -171,7 +178,7 @@ class EngineServer:
         metrics.SLOTS_IN_USE.inc()
         metrics.SESSIONS.labels("opened").inc()
         slot.log.info("session opened", agent=info.agent.get("agent"), called=info.called)
-        conn.send(wire.encode_opened(key, number))
+        conn.send(wire.encode_opened(key, number), essential=True)
 
     def _release(self, number: int) -> None:
         slot = self.slots.pop(number, None)

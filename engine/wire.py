@@ -27,7 +27,7 @@ from engine.session import (
 )
 
 NO_SLOT = 0xFFFF
-MAX_MESSAGE = 4096
+MAX_MESSAGE = 65536  # an OPEN carries the dialplan entry as JSON
 
 
 class MsgType(enum.IntEnum):
@@ -53,7 +53,10 @@ class WireError(ValueError):
 
 
 def encode_open(key: int, info: SessionInfo) -> bytes:
-    return _OPEN.pack(MsgType.OPEN, NO_SLOT, key) + json.dumps(asdict(info)).encode()
+    msg = _OPEN.pack(MsgType.OPEN, NO_SLOT, key) + json.dumps(asdict(info)).encode()
+    if len(msg) > MAX_MESSAGE:
+        raise WireError(f"session info of {len(msg)} bytes exceeds {MAX_MESSAGE}")
+    return msg
 
 
 def encode_opened(key: int, slot: int, reason: str = "") -> bytes:

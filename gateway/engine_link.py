@@ -8,8 +8,10 @@ pjsua2) routes agent audio into playout queues and hands everything that needs p
 
 from __future__ import annotations
 
+import select
 import socket
 import threading
+from collections import deque
 from typing import Callable
 
 from engine import wire
@@ -35,6 +37,7 @@ class EngineLink:
         self._thread = threading.Thread(target=self._run, name="engine-link", daemon=True)
         self.dropped = 0
         self.sent = 0
+        self._backlog: deque[bytes] = deque()
 
     @property
     def connected(self) -> bool:
@@ -52,6 +55,29 @@ class EngineLink:
             except OSError:
                 pass
         self._thread.join(timeout=2)
+
+    def send_essential(self, msg: bytes) -> bool:
+        """Events and slot requests: never dropped while the engine is there. If the socket is
+        full they wait in a backlog that the control loop flushes (`flush_backlog`)."""
+        if self._backlog or not self.send(msg):
+            if self._sock is None:
+                return False
+            self._backlog.append(msg)
+        return True
+
+    def flush_backlog(self) -> None:
+        """Control loop only (may wait briefly for the socket to drain)."""
+        sock = self._sock
+        while self._backlog and sock is not None:
+            if not select.select([], [sock], [], 0.05)[1]:
+                return
+            try:
+                sock.send(self._backlog[0], socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError:
+                return
+            self._backlog.popleft()
 
     def send(self, msg: bytes) -> bool:
         """Non-blocking; False if the engine is gone or the socket is full (frame dropped)."""
@@ -80,6 +106,7 @@ class EngineLink:
             self._on_state(True)
             self._receive(sock)
             self._sock = None
+            self._backlog.clear()  # the engine freed this connection's slots itself
             sock.close()
             if not self._stop.is_set():
                 log.warning("engine connection lost", path=self.path)
@@ -92,6 +119,9 @@ class EngineLink:
             try:
                 sock.connect(self.path)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+                got = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+                if got < 1 << 20:  # capped by net.core.wmem_max
+                    log.warning("engine socket send buffer smaller than asked", bytes=got)
                 return sock
             except OSError:
                 sock.close()

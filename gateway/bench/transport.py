@@ -290,7 +290,10 @@ class _SockReceiver(_Receiver):
             if not msg:
                 break
             now = time.perf_counter_ns()
-            rtt = self.rtt_of(wire.decode(msg), now)
+            try:
+                rtt = self.rtt_of(wire.decode(msg), now)
+            except wire.WireError:
+                continue
             if rtt is not None:
                 self.rtts_ns.append(rtt)
                 self.count += 1
@@ -447,8 +450,13 @@ def _run_sock_raw(tmp: Path, sessions: int, mode: str, amount: int, quick: bool)
     mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     mine.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SNDBUF)
     args = ["-m", _MODULE, "peer-sock", str(theirs.fileno()), "echo" if echo else "oneway"]
-    peer = _Process(args, tmp / "peer.log", pass_fds=(theirs.fileno(),))
-    theirs.close()
+    try:
+        peer = _Process(args, tmp / "peer.log", pass_fds=(theirs.fileno(),))
+    except OSError:
+        mine.close()
+        raise
+    finally:
+        theirs.close()
     receiver: _SockReceiver | None = None
     try:
         mine.settimeout(START_TIMEOUT_S)
@@ -598,8 +606,9 @@ def _run_shm(tmp: Path, poll: str, sessions: int, mode: str, amount: int, quick:
     peer: _Process | None = None
     receiver: _ShmReceiver | None = None
     try:
-        peer = _Process(["-m", _MODULE, "peer-shm", shm.name, poll, "echo" if echo else "oneway"], tmp / "peer.log")
-        _wait_for(lambda: bool(chan.hdr[_READY]) or peer.proc.poll() is not None, START_TIMEOUT_S, "the shm peer")
+        args = ["-m", _MODULE, "peer-shm", shm.name, poll, "echo" if echo else "oneway"]
+        peer = started = _Process(args, tmp / "peer.log")
+        _wait_for(lambda: bool(chan.hdr[_READY]) or started.proc.poll() is not None, START_TIMEOUT_S, "the shm peer")
         peer.check_alive()
         if echo:
             receiver = _ShmReceiver(chan.back, poll)
@@ -762,8 +771,13 @@ _COLUMNS = (
 )  # fmt: skip
 
 
+def _line(cells: tuple[str, ...]) -> str:
+    """The first three columns (mode, S, transport) left-aligned, the figures right-aligned."""
+    return "  ".join(f"{c:>{w}}" if i > 2 else f"{c:<{w}}" for i, (c, (_, w)) in enumerate(zip(cells, _COLUMNS)))
+
+
 def format_table(results: list[Result]) -> str:
-    head = "  ".join(f"{name:>{w}}" if i > 2 else f"{name:<{w}}" for i, (name, w) in enumerate(_COLUMNS))
+    head = _line(tuple(name for name, _ in _COLUMNS))
     lines = [head, "-" * len(head)]
     group: tuple[str, int] | None = None
     for r in results:
@@ -775,7 +789,7 @@ def format_table(results: list[Result]) -> str:
             _cell(r.send_p99_us, ".1f"), _cell(r.peer_cpu_us, ".1f"), _cell(r.recv_cpu_us, ".1f"),
             _cell(r.rtt_p50_ms, ".3f"), _cell(r.rtt_p99_ms, ".3f"), f"{r.frames_per_s:.0f}", str(r.dropped),
         )  # fmt: skip
-        lines.append("  ".join(f"{c:>{w}}" if i > 2 else f"{c:<{w}}" for i, (c, (_, w)) in enumerate(zip(cells, _COLUMNS))))
+        lines.append(_line(cells))
     lines.append("")
     lines.append(
         "send: CPU of the sending thread per frame (encode + send); peer: CPU of the engine / peer "

@@ -116,8 +116,8 @@ class CallMedia:
             self._event(EventKind.HANGUP, time.monotonic())
 
     def _event(self, kind: EventKind, t: float, digit: str = "", duration_ms: int = 0) -> None:
-        self._link.send(wire.encode_event(self.slot, SessionEvent(kind, t, digit, duration_ms)))
+        self._link.send_essential(wire.encode_event(self.slot, SessionEvent(kind, t, digit, duration_ms)))
 
     def _report(self, state: PlayoutState, pos: PlayoutPosition, t: float) -> None:
         ev = SessionEvent(EventKind.PLAYOUT, t, playout=state, utterance=pos.utterance, position_ms=pos.position_ms)
-        self._link.send(wire.encode_event(self.slot, ev))
+        self._link.send_essential(wire.encode_event(self.slot, ev))

@@ -98,6 +98,7 @@ class Worker:
                 self.actions.get_nowait()()
         except queue.Empty:
             pass
+        self.link.flush_backlog()
         now = time.monotonic()
         self._timers(now)
         if now >= self._next_status:
@@ -154,7 +155,7 @@ class Worker:
         self.by_key[leg.key] = leg
         self._answer(leg, 180)
         info_msg = SessionInfo(leg.call_id, leg.called, leg.caller, leg.entry.agent_settings())
-        if not self.link.send(wire.encode_open(leg.key, info_msg)):
+        if not self.link.send_essential(wire.encode_open(leg.key, info_msg)):
             self._reject(leg, 503, "engine unavailable")
 
     def on_call_state(self, leg: CallLeg, state: int, code: int, reason: str) -> None:
@@ -301,7 +302,7 @@ class Worker:
                 leg.log.error("REFER failed", error=exc.info())
 
     def _release_slot(self, slot: int) -> None:
-        self.link.send(wire.encode_event(slot, SessionEvent(EventKind.HANGUP, time.monotonic())))
+        self.link.send_essential(wire.encode_event(slot, SessionEvent(EventKind.HANGUP, time.monotonic())))
 
     def _engine_lost(self) -> None:
         for leg in list(self.legs.values()):

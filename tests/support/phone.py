@@ -412,7 +412,7 @@ class Phone:
                 continue
             status = MEDIA_STATUS.get(media.status, str(media.status))
             self.emit("media_state", index=i, status=status, dir=MEDIA_DIR.get(media.dir, str(media.dir)))
-            if media.status in (pj.PJSUA_CALL_MEDIA_ACTIVE, pj.PJSUA_CALL_MEDIA_REMOTE_HOLD):
+            if media.status in (pj.PJSUA_CALL_MEDIA_ACTIVE, pj.PJSUA_CALL_MEDIA_REMOTE_HOLD, pj.PJSUA_CALL_MEDIA_LOCAL_HOLD):
                 self._connect_audio(call, i)
 
     def _connect_audio(self, call: PhoneCall, index: int) -> None:
