@@ -49,6 +49,8 @@ class DialplanEntry:
             return "ring_ms", "times must be positive (end_of_turn_ms >= 20)"
         if self.transfer_target and not self.transfer_target.startswith(("sip:", "sips:", "tel:")):
             return "transfer_target", "must be a sip:, sips: or tel: URI"
+        if self.greeting not in ("", "chime", "long") and not Path(self.greeting).is_file():
+            return "greeting", "must be 'chime', 'long', '' or the path of a 16 kHz mono WAV file"
         if self.transfer_digit and self.transfer_digit not in "0123456789*#":
             return "transfer_digit", "must be one DTMF digit"
         return None

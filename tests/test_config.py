@@ -55,6 +55,7 @@ ring_ms = 500
         ('[[entry]]\nname = "a"\n[[entry]]\nname = "a"\n', 4, "duplicate"),
         ('[[entry]]\nname = "a"\ntransfer_target = "reception"\n', 3, "sip:"),
         ('[[entry]]\nname = "a"\nnumbers = [\n', 3, "TOML syntax"),
+        ('[[entry]]\nname = "a"\ngreeting = "/no/such.wav"\n', 3, "greeting"),
     ],
 )
 def test_bad_dialplan_names_the_line(tmp_path: Path, body: str, line: int, words: str) -> None:
