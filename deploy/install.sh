@@ -22,6 +22,7 @@ fi
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/pip install -q --upgrade pip >/dev/null
+.venv/bin/pip install -q torch==2.13.0  # before anything that depends on torch: the CPU wheel, not CUDA
 if [ $want_test = 1 ]; then
   .venv/bin/pip install -q -e '.[test]'
 else

@@ -1,0 +1,66 @@
+"""Vocoder: agent codes → 16 kHz PCM through causal ConvNeXt blocks and an iSTFT head (after Vocos).
+
+Each model frame is split into `frame / hop` sub-frames (10 ms). The head predicts a
+log-magnitude and a phase per frequency bin; an inverse real DFT (a matrix product, so it
+exports to ONNX) and a windowed overlap-add give the samples. A sub-frame's window is placed
+so that its first `hop` samples complete the output: nothing waits for a future frame, and
+the not-yet-complete overlap (`n_fft - hop` samples) is per-slot state.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from engine.model.config import EncoderConfig, VocoderConfig
+from engine.model.layers import ConvNeXtBlock, StateCursor
+
+MAX_LOG_MAG = 4.0
+OUTPUT_GAIN = 4.0  # an untrained head then plays at about -20 dBFS
+
+
+class Vocoder(nn.Module):
+    def __init__(self, cfg: VocoderConfig, codec: EncoderConfig, frame_samples: int) -> None:
+        super().__init__()
+        self.cfg, self.n_q = cfg, codec.n_codebooks
+        self.up = frame_samples // cfg.hop
+        self.emb = nn.ModuleList(nn.Embedding(codec.codebook_size, cfg.dim) for _ in range(self.n_q))
+        self.expand = nn.Linear(cfg.dim, cfg.dim * self.up)
+        self.blocks = nn.ModuleList(ConvNeXtBlock(cfg.dim, cfg.kernel) for _ in range(cfg.blocks))
+        self.norm = nn.LayerNorm(cfg.dim)
+        n, bins = cfg.n_fft, cfg.n_fft // 2 + 1
+        self.head = nn.Linear(cfg.dim, 2 * bins)
+        nn.init.normal_(self.head.weight, std=0.02)
+        nn.init.constant_(self.head.bias, 0.0)
+        k = torch.arange(bins, dtype=torch.float64).unsqueeze(1)
+        t = torch.arange(n, dtype=torch.float64).unsqueeze(0)
+        weight = torch.full((bins, 1), 2.0, dtype=torch.float64)
+        weight[0] = weight[-1] = 1.0
+        window = torch.hann_window(n, periodic=True, dtype=torch.float64).sqrt()
+        basis_cos = weight * torch.cos(2 * math.pi * k * t / n) / n * window
+        basis_sin = -weight * torch.sin(2 * math.pi * k * t / n) / n * window
+        self.register_buffer("basis", torch.cat([basis_cos, basis_sin]).float(), persistent=False)
+        self.overlap = n // cfg.hop  # sub-frames a window spans
+
+    def state_tail_shape(self) -> tuple[int, int]:
+        return (self.overlap - 1, self.cfg.hop)
+
+    def forward(self, codes: Tensor, tail: Tensor, cur: StateCursor) -> tuple[Tensor, Tensor]:
+        """codes [B, T, n_q], tail [B, overlap-1, hop] → (pcm [B, T * frame] in about [-1, 1], tail')."""
+        b, t, _ = codes.shape
+        x = sum(self.emb[q](codes[..., q]) for q in range(self.n_q))
+        x = self.expand(x).view(b, t * self.up, self.cfg.dim).transpose(1, 2)  # type: ignore[union-attr]
+        for blk in self.blocks:
+            x = blk(x, cur)
+        h = self.head(self.norm(x.transpose(1, 2)))  # [B, S, 2 * bins]
+        bins = h.shape[-1] // 2
+        mag = torch.exp(h[..., :bins].clamp(max=MAX_LOG_MAG))
+        phase = h[..., bins:] * math.pi
+        spec = torch.cat([mag * torch.cos(phase), mag * torch.sin(phase)], -1)
+        frames = (spec @ self.basis.to(spec.dtype)).view(b, -1, self.overlap, self.cfg.hop)  # type: ignore[operator]
+        s, r = frames.shape[1], self.overlap
+        y = sum(nn.functional.pad(frames[:, :, i], (0, 0, i, r - 1 - i)) for i in range(r))
+        y = y + nn.functional.pad(tail, (0, 0, 0, s))  # type: ignore[operator]
+        return y[:, :s].flatten(1) * OUTPUT_GAIN, y[:, s:]
