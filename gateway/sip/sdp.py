@@ -1,9 +1,10 @@
-"""Our codec preference in SDP answers.
+"""Our codec choice in SDP answers: wideband first, otherwise the offerer's order.
 
-pjmedia's negotiator follows the *offerer's* codec order by default, so a phone offering
-PCMU before G.722 would get narrowband audio. Before negotiation (pjsua2's
-onCallSdpCreated) we cut our local SDP down to the single best codec the offer contains,
-by our preference, plus telephone-event, so the answer carries what we prefer.
+pjmedia's negotiator follows the *offerer's* codec order, so a phone offering PCMU before
+G.722 would get narrowband audio. Before negotiation (pjsua2's onCallSdpCreated) we cut
+our local SDP down to one codec plus telephone-event: the first offered wideband codec we
+have enabled, else the first offered narrowband one (G.711 µ-law or A-law are equal to us,
+so the offerer's preference decides).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import re
 
 STATIC_PT = {"0": "PCMU/8000", "8": "PCMA/8000", "9": "G722/8000"}  # G.722's RTP clock is 8000
+WIDEBAND = {"G722/8000"}
 _RTPMAP = re.compile(r"^a=(?:rtpmap|fmtp|rtcp-fb):(\d+)[\s/]", re.IGNORECASE)
 
 
@@ -43,9 +45,11 @@ def prefer_codec(local_sdp: str, remote_sdp: str, preference: list[str]) -> str:
     llines, ls, le = _audio_section(local_sdp)
     if rs < 0 or ls < 0:
         return local_sdp
-    offered = set(_codec_names(rlines[rs:re_]).values())
-    wire_names = [p.replace("G722/16000", "G722/8000") for p in preference]
-    chosen = next((c for c in wire_names if c in offered), None)
+    remote = _codec_names(rlines[rs:re_])
+    offered = [remote[pt] for pt in rlines[rs].split()[3:] if pt in remote]  # offerer's order
+    enabled = [p.replace("G722/16000", "G722/8000") for p in preference]
+    usable = [c for c in offered if c in enabled]
+    chosen = next((c for c in usable if c in WIDEBAND), usable[0] if usable else None)
     if chosen is None:
         return local_sdp
     names = _codec_names(llines[ls:le])
