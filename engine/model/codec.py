@@ -22,6 +22,9 @@ class Encoder(nn.Module):
             self.stages.append(nn.ModuleList([ResidualUnit(ch[i], 1), CausalConv1d(ch[i], c_out, 2 * stride, stride)]))
         self.out = CausalConv1d(cfg.latent_dim, cfg.latent_dim, 3)
         self.hop = math.prod(cfg.strides)
+        for m in self.modules():  # untrained, biases would dominate the latents and every frame gets one code
+            if isinstance(m, nn.Conv1d) and m.bias is not None:
+                nn.init.zeros_(m.bias)
 
     def forward(self, pcm: Tensor, cur: StateCursor) -> Tensor:
         """pcm [B, T] floats in [-1, 1], T a multiple of the frame → latents [B, D, T / frame]."""
