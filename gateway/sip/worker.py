@@ -141,7 +141,7 @@ class Worker:
         self.legs[leg.call_id] = leg
         metrics.CALLS_ACTIVE.inc()
         leg.log.info("incoming call", called=leg.called, caller=leg.caller, source=prm.rdata.srcAddress)
-        live = sum(1 for other in self.legs.values() if other.phase is not Phase.ENDED)
+        live = sum(1 for other in list(self.legs.values()) if other.phase is not Phase.ENDED)
         if self.draining_since:
             return self._reject(leg, 503, "draining")
         if live > self.max_calls:
@@ -345,7 +345,7 @@ class Worker:
             leg.log.warning("hangup failed", error=exc.info())
 
     def _report_status(self) -> None:
-        for leg in self.legs.values():
+        for leg in list(self.legs.values()):
             if leg.phase in (Phase.ANSWERED, Phase.CONFIRMED):
                 leg.stats = read_stream_stats(leg.call) or leg.stats
         dropped, self.link.dropped = self.link.dropped, 0
@@ -361,7 +361,7 @@ class Worker:
             "max_calls": self.max_calls,
             "free_ports": len(self.free_ports),
             "threads": threading.active_count(),
-            "calls": [leg.summary() for leg in self.legs.values()],
+            "calls": [leg.summary() for leg in list(self.legs.values())],
         }
         try:
             self._status.write(json.dumps(status) + "\n")
