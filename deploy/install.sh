@@ -10,6 +10,7 @@ want_test=0
 
 apt_pkgs=(sox)
 [ $want_test = 1 ] && apt_pkgs+=(sip-tester baresip tcpdump espeak-ng)
+[ $want_test = 1 ] && apt_pkgs+=(chromium chromium-driver)  # the WebRTC softphone test's browser
 missing=()
 for p in "${apt_pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

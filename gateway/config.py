@@ -131,7 +131,47 @@ class EngineConfig:
 @dataclass
 class HttpConfig:
     host: str = "127.0.0.1"
-    port: int = 8080  # /metrics, /healthz, /calls
+    port: int = 8080  # /metrics, /healthz, /calls, the softphone page `/` and /webrtc/* signalling
+
+
+@dataclass
+class IceServer:
+    """A STUN or TURN server handed to the WebRTC peer connections (aiortc uses the first
+    STUN and the first TURN server listed)."""
+
+    urls: list[str] = field(default_factory=list)  # e.g. ["stun:stun.example.com:3478"]
+    username: str = ""  # TURN only
+    credential: str = ""  # TURN only
+
+    def validate(self) -> tuple[str, str] | None:
+        if not self.urls or any(not u.startswith(("stun:", "turn:", "turns:")) for u in self.urls):
+            return "urls", "each ICE server needs stun:, turn: or turns: URLs"
+        return None
+
+
+@dataclass
+class WebRtcConfig:
+    """Browser calls: a WebRTC worker process (aiortc) behind the HTTP listener's `/` page and
+    `/webrtc/*` signalling. Full ICE: the answer carries every candidate (no trickle)."""
+
+    enabled: bool = True
+    max_calls: int = 16  # live WebRTC calls in the worker; one more offer gets 503
+    host_addresses: list[str] = field(default_factory=list)  # ICE host candidates; [] = every non-loopback address
+    ice_servers: list[IceServer] = field(default_factory=list)  # [] = no STUN/TURN (host candidates only)
+    default_called: str = "webrtc"  # routed through the dialplan when an offer names no entry
+    consent_interval_s: float = 5.0  # ICE consent freshness checks (RFC 7675) every this often
+    consent_failures: int = 6  # missed checks in a row → the peer is gone: call ended, ports freed
+    connect_timeout_s: float = 15.0  # answered but ICE/DTLS not connected by then → call ended
+    max_offer_bytes: int = 65536  # larger signalling bodies get 413
+
+    def validate(self) -> tuple[str, str] | None:
+        if self.max_calls < 1:
+            return "max_calls", "must be >= 1"
+        if self.consent_interval_s <= 0 or self.consent_failures < 1:
+            return "consent_interval_s", "must be positive (and consent_failures >= 1)"
+        if self.connect_timeout_s <= 0:
+            return "connect_timeout_s", "must be positive"
+        return None
 
 
 @dataclass
@@ -161,6 +201,7 @@ class Config:
     media: MediaConfig = field(default_factory=MediaConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
+    webrtc: WebRtcConfig = field(default_factory=WebRtcConfig)
     supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
     log: LogConfig = field(default_factory=LogConfig)
 

@@ -20,6 +20,7 @@ from engine.logs import get_logger
 from gateway.config import Config, dump_config
 from gateway.supervisor.children import Child
 from gateway.supervisor.http import HttpServer
+from gateway.webrtc.signalling import SOCKET_NAME, SignalReply, SignalRequest, forward
 
 log = get_logger(component="supervisor")
 HEARTBEAT_S = 3.0
@@ -39,7 +40,11 @@ class Supervisor:
         self.engine = Child("engine", engine_argv, backoff_s=backoff)
         worker_argv = [py, "-m", "gateway.sip.worker", "--config", str(self.resolved), "--name", "w0"]
         self.workers = [Child("w0", worker_argv, with_status=True, backoff_s=backoff)]
-        self.http = HttpServer(cfg.http.host, cfg.http.port, self.health, self.calls)
+        if cfg.webrtc.enabled:  # browser calls: gateway/webrtc (aiortc) in its own process
+            webrtc_argv = [py, "-m", "gateway.webrtc.worker", "--config", str(self.resolved), "--name", "webrtc"]
+            self.workers.append(Child("webrtc", webrtc_argv, with_status=True, backoff_s=backoff))
+        self.webrtc_socket = str(run / SOCKET_NAME)
+        self.http = HttpServer(cfg.http.host, cfg.http.port, self.health, self.calls, self.webrtc_signal)
         self._stop = threading.Event()
 
     def run(self) -> int:
@@ -89,6 +94,11 @@ class Supervisor:
                             "calls": len(st.get("calls", [])), "max_calls": st.get("max_calls"),
                             "free_ports": st.get("free_ports"), "threads": st.get("threads")})
         return ok, {"engine": {"up": self.engine.alive, "restarts": self.engine.restarts}, "workers": workers}
+
+    def webrtc_signal(self, request: SignalRequest) -> SignalReply:
+        if not self.cfg.webrtc.enabled:
+            return SignalReply(404, {"error": "WebRTC calls are disabled ([webrtc] enabled = false)"})
+        return forward(self.webrtc_socket, request)
 
     def calls(self) -> list[dict[str, Any]]:
         return [{**c, "worker": w.name} for w in self.workers for c in w.status.get("calls", [])]

@@ -57,6 +57,7 @@ class Gateway:
     engine: dict[str, Any] = field(default_factory=dict)
     media: dict[str, Any] = field(default_factory=dict)
     supervisor: dict[str, Any] = field(default_factory=dict)
+    webrtc: dict[str, Any] = field(default_factory=dict)
     entries: list[dict[str, Any]] = field(default_factory=lambda: [dict(DEFAULT_ENTRY)])
     proc: subprocess.Popen[bytes] | None = None
 
@@ -80,8 +81,9 @@ class Gateway:
         sip = {"port": self.sip_port, "rtp_port": self.rtp_port, "rtp_port_range": 200, **self.sip}
         engine = {"record_dir": str(self.record_dir), "socket": str(self.workdir / "engine.sock"), **self.engine}
         sup = {"drain_s": 5.0, "runtime_dir": str(self.workdir / "run"), "restart_backoff_s": 0.2, **self.supervisor}
+        webrtc = {"host_addresses": ["127.0.0.1"], **self.webrtc}  # ICE on loopback only
         tables = {"sip": sip, "http": {"port": self.http_port}, "engine": engine, "media": self.media,
-                  "supervisor": sup, "log": {"format": "json", "level": "info"}}
+                  "supervisor": sup, "webrtc": webrtc, "log": {"format": "json", "level": "info"}}
         lines = [f'dialplan = "{self.dialplan_path}"']
         for name, table in tables.items():
             nested = {k: v for k, v in table.items() if isinstance(v, dict)}

@@ -1,0 +1,24 @@
+"""Browser calls: a WebRTC worker process on aiortc, the softphone page and its signalling.
+
+The worker (gateway/webrtc/worker.py) is a process of its own because aiortc does Opus,
+SRTP and DTLS in Python on an asyncio loop: a busy thread there must not stall pjsua2's
+media clock in a SIP worker. Every call uses the same per-call chain (CallMedia) and the
+same engine session (EngineLink, SessionInfo(transport="webrtc")) as a SIP call.
+
+Signalling (HTTP on the supervisor's listener, forwarded to the worker's Unix socket):
+  POST /webrtc/offer[?entry=NAME]        {"type": "offer", "sdp": ...}  → {"type": "answer", "sdp", "call_id"}
+  POST /webrtc/calls/<call_id>/offer     a re-offer (hold: direction sendonly/inactive; resume: sendrecv)
+  POST /webrtc/calls/<call_id>/hangup    ends the call
+  POST /webrtc/calls/<call_id>/dtmf      {"digit": "5", "duration_ms": 160}
+Full ICE, no trickle: the answer carries all our candidates and the offer must carry the
+caller's (the page waits for its ICE gathering to complete before posting).
+Status codes: 400 broken SDP or body, 404 unknown dialplan entry or call, 413 body too large,
+503 (with Retry-After) at capacity, draining or without an engine.
+
+The data channel the caller opens (any label) carries JSON both ways:
+  caller → gateway  {"type": "dtmf", "digit": "5", "duration_ms": 160}   DTMF (instead of RFC 4733,
+                                                                          which aiortc does not receive)
+                    {"type": "hangup"}
+  gateway → caller  {"type": "state", "state": "listening"|"speaking"|"on hold", "caller_speaking": bool}
+                    {"type": "ended", "reason": "..."}
+"""
