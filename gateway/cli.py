@@ -61,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     tr = bench_sub.add_parser("transport", help="per-frame cost of the gateway-engine transport")
     tr.add_argument("--frames", type=int, default=20000)
     tr.set_defaults(func=lambda a: __import__("gateway.bench.transport", fromlist=["run"]).run(a.frames))
+    bc = bench_sub.add_parser("calls", help="gateway CPU and media-clock health under N concurrent SIPp calls")
+    bc.add_argument("--calls", default="1,2,4", help="comma-separated numbers of concurrent calls, a fresh server each")
+    bc.add_argument("--seconds", type=float, default=20.0, help="how long each call talks")
+    bc.set_defaults(func=lambda a: __import__("gateway.bench.calls", fromlist=["from_args"]).from_args(a))
     args = ap.parse_args(argv)
     return int(args.func(args))
 

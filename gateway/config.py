@@ -9,6 +9,7 @@ reaches which agent) is a separate file, see gateway/dialplan.py.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import tempfile
 from dataclasses import dataclass, field
@@ -66,6 +67,30 @@ class RegisterConfig:
 
 
 @dataclass
+class FloodConfig:
+    """Per-source-IP INVITE rate limit (gateway/sip/flood.py): a token bucket per address;
+    an INVITE past it gets 503 + Retry-After before any engine slot or media is touched.
+    Sources in `allow` are never limited: list load generators and trusted proxies
+    (Kamailio, the PBX) here explicitly rather than turning the limit off."""
+
+    invites_per_s: float = 10.0  # sustained INVITEs per second per source address; 0 = no limit
+    burst: int = 20  # INVITEs a source may send at once before the rate applies
+    allow: list[str] = field(default_factory=list)  # CIDRs never limited, e.g. ["127.0.0.1/32", "10.0.0.0/8"]
+
+    def validate(self) -> tuple[str, str] | None:
+        if self.invites_per_s < 0:
+            return "invites_per_s", "must be >= 0 (0 = no limit)"
+        if self.burst < 1:
+            return "burst", "must be >= 1"
+        for cidr in self.allow:
+            try:
+                ipaddress.ip_network(cidr, strict=True)
+            except ValueError as exc:
+                return "allow", f"{cidr!r} is not a CIDR network (e.g. 127.0.0.1/32): {exc}"
+        return None
+
+
+@dataclass
 class SipConfig:
     host: str = "127.0.0.1"  # bind address for SIP and RTP
     port: int = 5060  # UDP and TCP
@@ -81,6 +106,7 @@ class SipConfig:
     user_agent: str = "talkover"
     jitter: JitterConfig = field(default_factory=JitterConfig)
     register: RegisterConfig = field(default_factory=RegisterConfig)
+    flood: FloodConfig = field(default_factory=FloodConfig)
 
     def validate(self) -> tuple[str, str] | None:
         if not 0 < self.port < 65536:

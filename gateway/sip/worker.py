@@ -38,6 +38,7 @@ from gateway.media.port import FramePort
 from gateway.sip.account import GatewayAccount, create_accounts
 from gateway.sip.call import CallLeg, Phase, SipCall
 from gateway.sip.endpoint import SipEndpoint, pjsua_max_calls
+from gateway.sip.flood import FloodGuard
 from gateway.sip.stats import read_stream_stats, record_call_stats
 
 log = get_logger(component="worker")
@@ -63,6 +64,7 @@ class Worker:
         self.by_slot: dict[int, CallLeg] = {}
         self.free_ports: list[FramePort] = []
         self.accounts: list[GatewayAccount] = []
+        self.flood = FloodGuard(cfg.sip.flood)
         self._keys = itertools.count(1)
         self._status = os.fdopen(status_fd, "w", buffering=1) if status_fd is not None else None
         self.draining_since = 0.0
@@ -72,10 +74,10 @@ class Worker:
     def run(self) -> int:
         self.sip.start()
         self.max_calls = min(self.cfg.sip.max_calls, pjsua_max_calls())
-        ports = [FramePort(f"{self.name}-slot{i}") for i in range(self.max_calls)]
-        for p in ports:
-            p.create()
-        self.free_ports = ports
+        # No loop variable may outlive _shutdown(): a FramePort still referenced after
+        # libDestroy() aborts the process in pjmedia_conf_remove_port.
+        ports = [self._new_port(i) for i in range(self.max_calls)]
+        self.free_ports = list(ports)
         self.accounts = create_accounts(self.cfg.sip, self._on_incoming)
         self.link.start()
         log.info("worker ready", name=self.name, max_calls=self.max_calls, pjsua_cap=pjsua_max_calls())
@@ -85,6 +87,11 @@ class Worker:
             pass
         self._shutdown(ports)
         return 0
+
+    def _new_port(self, index: int) -> FramePort:
+        port = FramePort(f"{self.name}-slot{index}")
+        port.create()
+        return port
 
     def drain(self) -> None:
         if not self.draining_since:
@@ -144,6 +151,8 @@ class Worker:
         live = sum(1 for other in list(self.legs.values()) if other.phase is not Phase.ENDED)
         if self.draining_since:
             return self._reject(leg, 503, "draining")
+        if not self.flood.admit(str(prm.rdata.srcAddress)):
+            return self._reject(leg, 503, "flood limit")
         if live > self.max_calls:
             return self._reject(leg, 503, "call limit")
         leg.entry = self.dialplan.route(leg.called)

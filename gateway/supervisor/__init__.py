@@ -69,6 +69,10 @@ class Supervisor:
             w.terminate(timeout=self.cfg.supervisor.drain_s + 10)
         self.engine.terminate(timeout=5)
         self.http.stop()
+        unclean = {name: code for name, code in codes.items() if code not in (0, None)}
+        if unclean:
+            log.error("talkover stopped, not cleanly", exit_codes=unclean)
+            return 1
         log.info("talkover stopped")
         return 0
 
