@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -184,3 +185,26 @@ def test_sigterm_drains_refuses_new_calls_then_byes_the_rest(gateway_factory: Ca
         assert gw.proc.wait(timeout=20) == 0
     assert gw.log_events("hanging up", reason="drain window over")
     assert gw.log_events("talkover stopped")
+
+
+def test_children_exit_when_the_supervisor_is_killed(gateway: Gateway) -> None:
+    """No orphan keeps the SIP port, the engine socket or a call: the kernel SIGTERMs them."""
+    children = [gateway.worker_pid(), gateway.engine_pid()]
+    assert gateway.proc is not None
+    gateway.proc.kill()
+    gateway.proc.wait(timeout=10)
+    gateway.proc = None
+
+    def gone() -> bool:
+        return not any(os.path.exists(f"/proc/{pid}") and _state(pid) != "Z" for pid in children)
+
+    wait_until(gone, 30, "worker and engine to exit after the supervisor died")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", gateway.sip_port))  # the SIP port is free again
+
+
+def _state(pid: int) -> str:
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import signal
@@ -48,7 +49,10 @@ class Child:
             self._status_fd, self._buf = read_fd, b""
             argv += ["--status-fd", str(write_fd)]
             pass_fds = (write_fd,)
-        self.proc = subprocess.Popen(argv, pass_fds=pass_fds)
+        # Own session: a SIGTERM to the supervisor's process group (systemd, a terminal's ^C,
+        # `timeout`) must not reach the children directly — the supervisor drains them in
+        # order. If the supervisor itself dies, the kernel sends them SIGTERM.
+        self.proc = subprocess.Popen(argv, pass_fds=pass_fds, start_new_session=True, preexec_fn=_die_with_parent)
         if write_fd is not None:
             os.close(write_fd)
         self.status, self.status_at, self.started_at = {}, 0.0, time.monotonic()
@@ -117,6 +121,11 @@ class Child:
             self._status_fd = None
         log.info("child stopped", child=self.name, exit_code=code)
         return code
+
+
+def _die_with_parent() -> None:
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _mark_dead(pid: int) -> None:
