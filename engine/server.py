@@ -4,6 +4,10 @@ Workers connect to a Unix SEQPACKET socket (engine/wire.py). A slot is granted w
 is offered (OPEN → OPENED) and freed on HANGUP or when the worker's connection drops, so a
 crashed worker never leaks a slot. Each slot runs a turn controller over an agent.
 
+With `--model` (a preset or a checkpoint directory) the engine loads the speech model at
+start and runs the batch scheduler's tick once per model frame between socket reads: every
+`model` agent is a row of that one batched step (engine/batch/scheduler.py).
+
 Run by the supervisor: `python -m engine.server --socket PATH --slots N`.
 """
 
@@ -16,7 +20,9 @@ import selectors
 import signal
 import socket
 import sys
+import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from engine import metrics, wire
 from engine.agents.echo import make_agent
@@ -25,7 +31,20 @@ from engine.recording import CallRecorder
 from engine.session import AgentAudio, Command, EventKind, SessionEvent, SessionInfo
 from engine.turns.controller import TurnController, TurnSettings
 
+if TYPE_CHECKING:
+    from engine.batch.scheduler import BatchScheduler
+
 log = get_logger(component="engine")
+
+
+def make_slot_agent(settings: dict[str, object], scheduler: "BatchScheduler | None", number: int) -> Any:
+    if settings.get("agent") == "model":
+        if scheduler is None:
+            raise ValueError("the model agent needs a model loaded by the engine ([engine] model)")
+        from engine.agents.model_agent import ModelAgent
+
+        return ModelAgent(settings, scheduler, number)
+    return make_agent(settings)
 
 
 @dataclass
@@ -49,12 +68,14 @@ class Connection:
 
 
 class Slot:
-    def __init__(self, number: int, info: SessionInfo, conn: Connection, record_dir: str) -> None:
+    def __init__(self, number: int, info: SessionInfo, conn: Connection, record_dir: str,
+                 scheduler: "BatchScheduler | None" = None) -> None:
         self.number, self.info, self.conn = number, info, conn
         self.log = get_logger(call_id=info.call_id, slot=number)
         self.recorder = CallRecorder(record_dir, info.call_id) if record_dir else None
         settings = TurnSettings.from_agent(info.agent)
-        self.turns = TurnController(make_agent(info.agent), settings, self._emit, self._turn_note)
+        agent = make_slot_agent(info.agent, scheduler, number)
+        self.turns = TurnController(agent, settings, self._emit, self._turn_note)
 
     def _turn_note(self, t: float, what: str) -> None:
         self.log.info("turn", what=what, state=self.turns.state.value, t=round(t, 3))
@@ -88,13 +109,54 @@ class Slot:
 
 
 class EngineServer:
-    def __init__(self, path: str, slots: int, record_dir: str = "") -> None:
+    def __init__(self, path: str, slots: int, record_dir: str = "", model: str = "", device: str = "cpu",
+                 threads: int = 1) -> None:
         self.path, self.record_dir = path, record_dir
         self.free = list(range(slots - 1, -1, -1))
         self.slots: dict[int, Slot] = {}
         self.sel = selectors.DefaultSelector()
         self._stop = False
         metrics.SLOTS_TOTAL.set(slots)
+        self.scheduler: BatchScheduler | None = None
+        self._tick_s, self._next_tick = 0.0, 0.0
+        if model:
+            self._load_model(model, device, threads, slots)
+
+    def _load_model(self, spec: str, device: str, threads: int, slots: int) -> None:
+        import torch
+
+        from engine.batch.scheduler import BatchScheduler
+        from engine.model.checkpoint import load_model, resolve_device
+
+        torch.set_num_threads(max(1, threads))  # the gateway's clock thread shares these cores
+        model = load_model(spec, str(resolve_device(device)))
+        self.scheduler = BatchScheduler(model, slots)
+        self._tick_s = model.cfg.frame_ms / 1000
+        self._next_tick = time.monotonic() + self._tick_s
+        params = sum(model.parameter_counts().values())
+        log.info("model loaded", model=spec, config=model.cfg.name, params=params, device=device,
+                 frame_ms=model.cfg.frame_ms, state_mb=round(self.scheduler.memory_bytes() / 2**20, 1))
+
+    def _select_timeout(self) -> float:
+        if self.scheduler is None:
+            return 0.5
+        return min(0.5, max(0.0, self._next_tick - time.monotonic()))
+
+    def _maybe_tick(self) -> None:
+        if self.scheduler is None or time.monotonic() < self._next_tick:
+            return
+        from engine.batch import metrics as batch_metrics
+
+        now = time.monotonic()
+        if now - self._next_tick > self._tick_s:  # a whole frame late: do not try to make up the lost ticks
+            batch_metrics.TICK_LATE.inc()
+            self._next_tick = now
+        self._next_tick += self._tick_s
+        if self.scheduler.tick():
+            stats = self.scheduler.last_tick
+            assert stats is not None
+            batch_metrics.TICK_SECONDS.observe(stats.seconds)
+            batch_metrics.TICK_BATCH.observe(stats.batch)
 
     def serve(self) -> None:
         if os.path.exists(self.path):
@@ -105,7 +167,7 @@ class EngineServer:
         self.sel.register(listener, selectors.EVENT_READ, None)
         log.info("engine ready", socket=self.path, slots=len(self.free))
         while not self._stop:
-            for key, _ in self.sel.select(timeout=0.5):
+            for key, _ in self.sel.select(timeout=self._select_timeout()):
                 if key.data is None:
                     sock, _ = listener.accept()
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
@@ -113,6 +175,7 @@ class EngineServer:
                     log.info("worker connected")
                 else:
                     self._readable(key.data)
+            self._maybe_tick()
         for slot in list(self.slots):
             self._release(slot)
         listener.close()
@@ -166,7 +229,7 @@ class EngineServer:
             return
         number = self.free.pop()
         try:
-            slot = Slot(number, info, conn, self.record_dir)
+            slot = Slot(number, info, conn, self.record_dir, self.scheduler)
         except Exception as exc:  # a bad agent setting must refuse the call, not kill the engine
             self.free.append(number)
             log.exception("session failed to start", call_id=info.call_id)
@@ -190,7 +253,7 @@ class EngineServer:
         metrics.SLOTS_IN_USE.dec()
 
     def _disconnect(self, conn: Connection) -> None:
-        log.warning("worker disconnected", slots_freed=len(conn.slots))
+        (log.warning if conn.slots else log.info)("worker disconnected", slots_freed=len(conn.slots))
         for number in list(conn.slots):
             self._release(number)
         self.sel.unregister(conn.sock)
@@ -204,9 +267,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--record-dir", default="")
     ap.add_argument("--log-level", default="info")
     ap.add_argument("--log-format", default="auto")
+    ap.add_argument("--model", default="", help="a model preset (tiny, base) or checkpoint directory; '' = none")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads for the model step")
     args = ap.parse_args(argv)
     configure_logging(args.log_level, args.log_format, process="engine")
-    server = EngineServer(args.socket, args.slots, args.record_dir)
+    try:
+        server = EngineServer(args.socket, args.slots, args.record_dir, args.model, args.device, args.threads)
+    except ValueError as exc:  # ModelConfigError: a bad model path or config, named
+        log.error("engine cannot start", error=str(exc))
+        return 2
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: server.stop())
     server.serve()

@@ -147,10 +147,17 @@ class EngineConfig:
     slots: int = 16  # concurrent sessions the engine serves (all workers together)
     open_timeout_s: float = 2.0  # no slot granted in time → 503
     record_dir: str = ""  # if set, each call's caller and agent audio is saved here as WAV
+    model: str = ""  # speech model for `agent = "model"`: a preset (tiny, base) or a checkpoint dir; "" = none
+    device: str = "cpu"  # cpu | cuda | cuda:N
+    threads: int = 1  # torch threads of the model step (the gateway's clock thread needs a core)
 
     def validate(self) -> tuple[str, str] | None:
         if self.slots < 1:
             return "slots", "must be >= 1"
+        if self.device != "cpu" and not self.device.startswith("cuda"):
+            return "device", "must be cpu, cuda or cuda:N"
+        if self.threads < 1:
+            return "threads", "must be >= 1"
         return None
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from gateway.tomlfile import ConfigError, TomlSource, build
 
-AGENTS = ("echo", "silent")  # the engine's built-in agents; trained models arrive with the engine
+AGENTS = ("echo", "silent", "model")  # the engine's agents; "model" needs [engine] model
 
 
 @dataclass

@@ -31,3 +31,27 @@ class Agent(Protocol):
         """The caller cut the agent off after hearing `heard_ms` of `utterance`."""
 
     def close(self) -> None: ...
+
+
+class StreamingAgent(Agent, Protocol):
+    """A frame-synchronous agent (a streaming model): it hears every caller frame and produces
+    its reply a model frame at a time. The turn controller still decides who has the floor."""
+
+    streaming: bool  # True: the controller uses the methods below instead of respond()
+
+    def hear(self, t: float, pcm: bytes) -> None:
+        """Every caller frame while the call is not on hold."""
+
+    def set_held(self, held: bool) -> None: ...
+
+    def caller_turn_over(self) -> bool:
+        """The model's end-of-turn signal (combined with VAD silence by the controller)."""
+
+    def start_reply(self, t: float) -> None:
+        """The caller's turn ended: from now on the agent's output is its reply."""
+
+    def take_audio(self) -> tuple[list[bytes], bool]:
+        """20 ms reply frames made since the last call, and whether the reply is complete."""
+
+    def stop_reply(self) -> None:
+        """Generation stops (a committed barge-in)."""

@@ -18,7 +18,7 @@ from engine.model.config import EncoderConfig, VocoderConfig
 from engine.model.layers import ConvNeXtBlock, StateCursor
 
 MAX_LOG_MAG = 4.0
-OUTPUT_GAIN = 4.0  # an untrained head then plays at about -20 dBFS
+OUTPUT_GAIN = 1.0  # an untrained head then plays noise at about -30 dBFS
 
 
 class Vocoder(nn.Module):

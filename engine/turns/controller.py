@@ -12,6 +12,10 @@ backchannel or noise; playback continues where it paused).
 The controller is clocked by the caller frames the gateway sends every 20 ms, so every
 decision has a timestamp on the gateway's clock. It emits at most `lead_frames` agent
 frames ahead of playout so pausing and flushing stay cheap.
+
+A streaming agent (engine/agents/base.py StreamingAgent, e.g. the model agent) hears every
+caller frame, and its end-of-turn signal must agree with the VAD silence (or the silence
+outlasts `end_of_turn_max_ms`); its reply arrives a few frames at a time while it is made.
 """
 
 from __future__ import annotations
@@ -50,11 +54,12 @@ class TurnSettings:
     end_of_turn_ms: int = 200
     preroll_ms: int = 200  # caller audio kept from before the VAD's speech-start
     lead_frames: int = 3  # agent frames emitted ahead of playout
+    end_of_turn_max_ms: int = 1500  # streaming agents: silence that ends a turn without the model's signal
 
     @classmethod
     def from_agent(cls, agent: dict[str, object]) -> "TurnSettings":
         s = cls()
-        for name in ("interruptible", "barge_in_min_ms", "end_of_turn_ms"):
+        for name in ("interruptible", "barge_in_min_ms", "end_of_turn_ms", "end_of_turn_max_ms"):
             if name in agent:
                 setattr(s, name, type(getattr(s, name))(agent[name]))  # type: ignore[call-overload]
         return s
@@ -79,11 +84,16 @@ class TurnController:
         self._preroll: list[bytes] = []
         self._turn_end_due: float | None = None
         self.log: list[tuple[float, str]] = []  # (t, what) for tests and debugging
+        self._streaming = bool(getattr(agent, "streaming", False))
+        self._stream_open = False  # a streaming reply is still being made
+        self._owed = 0  # frames playout wanted while a streaming reply had none ready
 
     # -- inputs ---------------------------------------------------------------------------
     def on_frame(self, t: float, pcm: bytes) -> None:
         if self.state is TurnState.HELD:
             return
+        if self._streaming:
+            self.agent.hear(t, pcm)  # type: ignore[attr-defined]
         if self._in_speech:
             self._turn.append(pcm)
         else:
@@ -91,10 +101,16 @@ class TurnController:
             del self._preroll[: -max(1, self.settings.preroll_ms // FRAME_MS)]
         if self._barge_t0 is not None and (t - self._barge_t0) * 1000 >= self.settings.barge_in_min_ms:
             self._commit_barge_in(t)
-        if self._turn_end_due is not None and t >= self._turn_end_due:
+        if self._turn_end_due is not None and t >= self._turn_end_due and self._turn_over(t):
             self._end_caller_turn(t)
+        if self._stream_open:
+            self._pull(t)
         if self.state is TurnState.SPEAKING and self._barge_t0 is None:
-            self._emit_frames(1)
+            if self._streaming:
+                self._owed += 1
+                self._emit_owed()
+            else:
+                self._emit_frames(1)
 
     def on_event(self, ev: SessionEvent) -> None:
         k = ev.kind
@@ -107,9 +123,13 @@ class TurnController:
         elif k is EventKind.HOLD and self.state is not TurnState.HELD:
             self._before_hold, self.state = self.state, TurnState.HELD
             self._in_speech, self._turn, self._turn_end_due = False, [], None
+            if self._streaming:
+                self.agent.set_held(True)  # type: ignore[attr-defined]
             self._note(ev.t, "hold")
         elif k is EventKind.RESUME and self.state is TurnState.HELD:
             self.state = self._before_hold
+            if self._streaming:
+                self.agent.set_held(False)  # type: ignore[attr-defined]
             self._note(ev.t, "resume from hold")
         elif k is EventKind.DTMF:
             self._dtmf(ev)
@@ -148,6 +168,9 @@ class TurnController:
     def _commit_barge_in(self, t: float) -> None:
         self._barge_t0 = None
         self._pending, self._unfinished = [], False
+        if self._stream_open:
+            self._stream_open = False
+            self.agent.stop_reply()  # type: ignore[attr-defined]
         self._emit(Command(CommandKind.FLUSH, t, reason="barge-in"))
         self.state = TurnState.LISTENING
         self._note(t, "barge-in commit")
@@ -158,7 +181,44 @@ class TurnController:
         self._turn = []
         self.state = TurnState.RESPONDING
         self._note(t, "caller turn ended")
+        if self._streaming:
+            self._utterance_id += 1
+            self._pending, self._stream_open, self._owed = [], True, 0
+            self.agent.start_reply(t)  # type: ignore[attr-defined]
+            return
         self._speak(self.agent.respond(audio), t, "reply")
+
+    def _turn_over(self, t: float) -> bool:
+        """VAD silence has lasted end_of_turn_ms; a streaming agent's model must agree, up to a limit."""
+        if not self._streaming or self._turn_end_due is None:
+            return True
+        s = self.settings
+        if t >= self._turn_end_due + (s.end_of_turn_max_ms - s.end_of_turn_ms) / 1000:
+            return True
+        return bool(self.agent.caller_turn_over())  # type: ignore[attr-defined]
+
+    # -- streaming replies ----------------------------------------------------------------------------
+    def _pull(self, t: float) -> None:
+        frames, done = self.agent.take_audio()  # type: ignore[attr-defined]
+        self._pending += frames
+        self._stream_open = not done
+        if self.state is not TurnState.RESPONDING:
+            return
+        if self._pending and (done or len(self._pending) > 1):
+            self.state, self._unfinished = TurnState.SPEAKING, True
+            self._note(t, f"speak reply #{self._utterance_id} (streaming)")
+            self._owed = self.settings.lead_frames
+            self._emit_owed()
+        elif done:
+            self.state = TurnState.LISTENING
+            self._note(t, f"reply #{self._utterance_id} empty")
+
+    def _emit_owed(self) -> None:
+        # while a streaming reply is open one frame stays back, so its last frame can carry END_OF_UTTERANCE
+        n = min(self._owed, len(self._pending) - (1 if self._stream_open else 0))
+        if n > 0:
+            self._emit_frames(n)
+            self._owed -= n
 
     # -- agent speech ---------------------------------------------------------------------------
     def _speak(self, audio: np.ndarray | None, t: float, what: str) -> None:
@@ -171,7 +231,7 @@ class TurnController:
         step = FRAME_SAMPLES * 2
         self._utterance_id += 1
         self._pending = [raw[i : i + step] for i in range(0, len(raw), step)]
-        self._unfinished = True
+        self._unfinished, self._owed = True, 0
         self.state = TurnState.SPEAKING
         self._note(t, f"speak {what} #{self._utterance_id} ({len(self._pending) * FRAME_MS} ms)")
         self._emit_frames(self.settings.lead_frames)

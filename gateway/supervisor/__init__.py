@@ -36,6 +36,7 @@ class Supervisor:
         e = cfg.engine
         engine_argv = [py, "-m", "engine.server", "--socket", cfg.engine_socket(), "--slots", str(e.slots)]
         engine_argv += ["--record-dir", e.record_dir, "--log-level", cfg.log.level, "--log-format", cfg.log.format]
+        engine_argv += ["--model", e.model, "--device", e.device, "--threads", str(e.threads)]
         backoff = cfg.supervisor.restart_backoff_s
         self.engine = Child("engine", engine_argv, backoff_s=backoff)
         worker_argv = [py, "-m", "gateway.sip.worker", "--config", str(self.resolved), "--name", "w0"]
