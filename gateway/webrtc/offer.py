@@ -8,6 +8,7 @@ raises is a 400 too, never a crash).
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from dataclasses import dataclass
 
@@ -85,3 +86,23 @@ def answer_codec(sdp: str) -> str:
             name = line.split(" ", 1)[1]
             return "/".join(name.split("/")[:2])
     return ""
+
+
+def loopback_candidates_only(sdp: str) -> str:
+    """Drops the caller's non-loopback ICE candidates: a gateway whose own candidates are all on
+    loopback (tests) cannot use them, and must not send connectivity checks off this host."""
+    out = []
+    for line in sdp.split("\n"):
+        if line.startswith("a=candidate:"):
+            parts = line.split()
+            if len(parts) < 5 or not ipaddress_is_loopback(parts[4]):
+                continue
+        out.append(line)
+    return "\n".join(out)
+
+
+def ipaddress_is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False  # an mDNS name (.local) or garbage

@@ -21,7 +21,7 @@ from gateway.media.chain import CallMedia
 from gateway.webrtc import metrics as rtc_metrics
 from gateway.webrtc.call import Phase, WebRtcCall
 from gateway.webrtc.ice import rtc_configuration
-from gateway.webrtc.offer import Offer, OfferError, answer_codec, parse_offer
+from gateway.webrtc.offer import Offer, OfferError, answer_codec, ipaddress_is_loopback, loopback_candidates_only, parse_offer
 from gateway.webrtc.signalling import SignalReply, SignalRequest
 
 if TYPE_CHECKING:
@@ -121,6 +121,9 @@ class Routes:
         return sdp
 
     async def _negotiate(self, pc: RTCPeerConnection, sdp: str, answer: bool) -> str:
+        own = self.w.cfg.webrtc.host_addresses
+        if own and all(ipaddress_is_loopback(a) for a in own):
+            sdp = loopback_candidates_only(sdp)
         try:
             if not answer:
                 await asyncio.wait_for(pc.setRemoteDescription(RTCSessionDescription(sdp, "offer")), NEGOTIATION_TIMEOUT_S)
