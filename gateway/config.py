@@ -215,6 +215,54 @@ class SupervisorConfig:
 
 
 @dataclass
+class KamailioConfig:
+    """Kamailio, the public SIP front door of a pool of more than one worker (deploy/kamailio/):
+    it dispatches INVITEs over the workers, health-checks them with OPTIONS, tries the next
+    worker on 486/503/no answer, record-routes in-dialog requests to the worker that took the
+    call, and flood-limits sources outside `allow_list`. Signalling only: RTP flows between
+    the caller and the worker's own media address. It listens on [sip] host/port."""
+
+    binary: str = "kamailio"  # looked up in PATH, then /usr/sbin
+    kamcmd: str = "kamcmd"
+    dispatch: str = "call-load"  # "call-load": the worker with the fewest live calls first; "round-robin"
+    ping_interval_s: int = 1  # OPTIONS to every worker this often; one that fails is skipped until it answers
+    no_answer_s: float = 2.0  # a worker silent this long (not even 100 Trying) is skipped and marked down
+    ring_s: float = 60.0  # after a provisional reply the final answer must come within this
+    flood_requests: int = 400  # requests one source may send per flood_window_s (Kamailio pike; blocks at 1-3x)
+    flood_window_s: int = 2
+    allow_list: list[str] = field(default_factory=lambda: ["127.0.0.0/8"])  # CIDRs never flood-limited; workers are added
+    workers: list[str] = field(default_factory=list)  # "host:port" of workers on other hosts (front door of its own)
+    children: int = 4  # Kamailio SIP processes per transport
+    shm_mb: int = 64
+    pkg_mb: int = 8
+    start_timeout_s: float = 10.0  # Kamailio must answer OPTIONS and RPC within this
+
+    def validate(self) -> tuple[str, str] | None:
+        import ipaddress
+
+        if self.dispatch not in ("call-load", "round-robin"):
+            return "dispatch", "must be 'call-load' or 'round-robin'"
+        if not 1 <= self.ping_interval_s <= 3600:
+            return "ping_interval_s", "must be 1-3600 (Kamailio pings in whole seconds)"
+        if not 0.1 <= self.no_answer_s <= 60 or not 1 <= self.ring_s <= 600:
+            return "no_answer_s", "no_answer_s must be 0.1-60 s and ring_s 1-600 s"
+        if self.flood_requests < 1 or self.flood_window_s < 1:
+            return "flood_requests", "flood_requests and flood_window_s must be >= 1"
+        for cidr in self.allow_list:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                return "allow_list", f"{cidr!r} is not an address or CIDR network"
+        for worker in self.workers:
+            host, _, port = worker.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                return "workers", f"{worker!r} is not host:port"
+        if self.children < 1 or self.shm_mb < 16 or self.pkg_mb < 4:
+            return "children", "need children >= 1, shm_mb >= 16, pkg_mb >= 4"
+        return None
+
+
+@dataclass
 class LogConfig:
     level: str = "info"
     format: str = "auto"  # auto (JSON unless a terminal), json, console
@@ -236,6 +284,7 @@ class Config:
     http: HttpConfig = field(default_factory=HttpConfig)
     webrtc: WebRtcConfig = field(default_factory=WebRtcConfig)
     supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
+    kamailio: KamailioConfig = field(default_factory=KamailioConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
     def runtime_dir(self) -> Path:
