@@ -62,17 +62,18 @@ class Block(nn.Module):
         x = x + self.proj(att.transpose(1, 2).flatten(2))
         return x + self.mlp(self.norm2(x))
 
-    def step(self, x: Tensor, pos: Tensor, ck: Tensor, cv: Tensor, inv_freq: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """x [B, 1, D]; ck/cv [B, H, C, Dh] → (x, ck', cv')."""
+    def step(self, x: Tensor, pos: Tensor, ck: Tensor, cv: Tensor, inv_freq: Tensor, exec_mask: Tensor) -> Tensor:
+        """x [B, 1, D]; ck/cv [B, H, C, Dh] are updated in place (one ring entry per executed row)."""
         q, k, v = self._qkv(x, pos.unsqueeze(1), inv_freq)  # [B, H, 1, Dh]
         ctx = ck.shape[2]
-        slot = nn.functional.one_hot(pos % ctx, ctx).to(ck.dtype).view(-1, 1, ctx, 1)  # where this frame goes
-        ck = ck * (1 - slot) + k * slot
-        cv = cv * (1 - slot) + v * slot
+        idx = (pos % ctx).view(-1, 1, 1, 1).expand(-1, ck.shape[1], 1, ck.shape[3])
+        keep = exec_mask.view(-1, 1, 1, 1)
+        ck.scatter_(2, idx, torch.where(keep, k.to(ck.dtype), ck.gather(2, idx)))
+        cv.scatter_(2, idx, torch.where(keep, v.to(cv.dtype), cv.gather(2, idx)))
         valid = torch.arange(ctx, device=pos.device).unsqueeze(0) <= pos.unsqueeze(1)  # [B, C]
         att = nn.functional.scaled_dot_product_attention(q, ck, cv, attn_mask=valid.view(-1, 1, 1, ctx))
         x = x + self.proj(att.transpose(1, 2).flatten(2))
-        return x + self.mlp(self.norm2(x)), ck, cv
+        return x + self.mlp(self.norm2(x))
 
 
 class UnitLM(nn.Module):
@@ -131,13 +132,11 @@ class UnitLM(nn.Module):
         z = torch.zeros(shape, device=device, dtype=self.text_emb.weight.dtype)  # the LM may run in bf16
         return z, z.clone(), torch.zeros(batch, dtype=torch.long, device=device)
 
-    def step(self, inp: LMInputs, ck: Tensor, cv: Tensor, pos: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """One frame (T = 1) → (logits [B, n_q, K], signals [B, 2], ck', cv'); the caller advances pos."""
+    def step(self, inp: LMInputs, ck: Tensor, cv: Tensor, pos: Tensor, exec_mask: Tensor) -> tuple[Tensor, Tensor]:
+        """One frame (T = 1) → (logits [B, n_q, K], signals [B, 2]). The KV ring is written in place
+        (rows not executed keep theirs: no copy of the whole cache per step); the caller advances pos."""
         x = self.embed(inp)
-        new_k, new_v, inv_freq = [], [], self._inv_freq(x.device)
+        inv_freq = self._inv_freq(x.device)
         for layer, blk in enumerate(self.blocks):
-            x, k, v = blk.step(x, pos, ck[layer], cv[layer], inv_freq)  # type: ignore[operator]
-            new_k.append(k)
-            new_v.append(v)
-        logits, signals = self._out(x[:, 0])
-        return logits, signals, torch.stack(new_k), torch.stack(new_v)
+            x = blk.step(x, pos, ck[layer], cv[layer], inv_freq, exec_mask)  # type: ignore[operator]
+        return self._out(x[:, 0])

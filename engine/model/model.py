@@ -161,10 +161,11 @@ class SpeechModel(nn.Module):
     # -- one frame for a batch of slots ----------------------------------------------------------
     @torch.no_grad()
     def step(self, state: StreamState, inp: StepInputs) -> tuple[StreamState, StepOutputs]:
+        """One frame for every row; the KV ring of `state` is updated in place, the rest is returned."""
         caller, _, enc = self.encode(inp.pcm, state.enc)
         lm_in = LMInputs(caller, state.prev_agent.unsqueeze(1), inp.text.unsqueeze(1), inp.events.unsqueeze(1),
                          state.speaker, state.prosody)
-        logits, signals, k, v = self.lm.step(lm_in, state.lm_k, state.lm_v, state.lm_pos)
+        logits, signals = self.lm.step(lm_in, state.lm_k, state.lm_v, state.lm_pos, inp.exec_mask)
         agent = logits.argmax(-1)
         signals = torch.sigmoid(signals.float())
         pcm, voc = self.vocode(agent.unsqueeze(1), state.voc)
@@ -172,8 +173,8 @@ class SpeechModel(nn.Module):
         speak = m & inp.speaking
         new = StreamState(
             enc=masked_state(state.enc, enc, m),
-            lm_k=torch.where(m.view(1, -1, 1, 1, 1), k, state.lm_k),
-            lm_v=torch.where(m.view(1, -1, 1, 1, 1), v, state.lm_v),
+            lm_k=state.lm_k,  # updated in place by the LM
+            lm_v=state.lm_v,
             lm_pos=state.lm_pos + m.long(),
             prev_agent=torch.where(m.unsqueeze(1), torch.where(speak.unsqueeze(1), agent, self.lm.pad),
                                    state.prev_agent),
