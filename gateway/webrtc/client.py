@@ -9,7 +9,7 @@ import json
 import time
 import urllib.error
 import urllib.request
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
@@ -49,6 +49,7 @@ class CallerTrack(MediaStreamTrack):
     def __init__(self) -> None:
         super().__init__()
         self._pending = np.zeros(0, np.int16)
+        self._loop: np.ndarray | None = None
         self._start = 0.0
         self._pts = 0
 
@@ -56,6 +57,10 @@ class CallerTrack(MediaStreamTrack):
         """Queues samples; returns how long until they have all been sent (s)."""
         self._pending = np.concatenate([self._pending, samples.astype(np.int16)])
         return self._pending.size / SAMPLE_RATE
+
+    def loop(self, samples: np.ndarray) -> None:
+        """Plays `samples` over and over (load tests)."""
+        self._loop = samples.astype(np.int16)
 
     @property
     def playing(self) -> bool:
@@ -69,6 +74,8 @@ class CallerTrack(MediaStreamTrack):
         wait = self._start + self._pts / SAMPLE_RATE - time.monotonic()
         if wait > 0:
             await asyncio.sleep(wait)
+        if self._pending.size < FRAME_SAMPLES and self._loop is not None:
+            self._pending = np.concatenate([self._pending, self._loop])
         chunk, self._pending = self._pending[:FRAME_SAMPLES], self._pending[FRAME_SAMPLES:]
         pcm = np.zeros(FRAME_SAMPLES, np.int16)
         pcm[: chunk.size] = chunk
@@ -85,8 +92,8 @@ def loopback_only() -> None:
 
 
 class WebCaller:
-    def __init__(self, base_url: str, entry: str = "", codec: str = "") -> None:
-        self.base_url, self.entry, self.codec = base_url.rstrip("/"), entry, codec
+    def __init__(self, base_url: str, entry: str = "", codec: str = "", keep_audio: bool = True) -> None:
+        self.base_url, self.entry, self.codec, self.keep_audio = base_url.rstrip("/"), entry, codec, keep_audio
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.mic = CallerTrack()
         self.transceiver = self.pc.addTransceiver(self.mic, direction="sendrecv")
@@ -97,11 +104,13 @@ class WebCaller:
         self.channel.on("message", self._on_message)
         self.call_id = ""
         self.messages: list[dict[str, Any]] = []
-        self.heard: list[np.ndarray] = []  # 16 kHz mono, in arrival order
+        self.heard: list[np.ndarray] = []  # 16 kHz mono 20 ms frames, in arrival order (if keep_audio)
+        self.frames_heard = 0
         self.first_audio_at = 0.0  # monotonic time of the first non-silent frame
         self.offered_at = 0.0
         self._reader: asyncio.Task[None] | None = None
         self.pc.on("track", self._on_track)
+        self.poster: Callable[[str, dict[str, Any], float], dict[str, Any]] = post  # HTTP POST of signalling
 
     # -- signalling ---------------------------------------------------------------------------
     async def call(self, timeout: float = 20) -> dict[str, Any]:
@@ -109,7 +118,7 @@ class WebCaller:
         await self.pc.setLocalDescription(await self.pc.createOffer())  # gathers every candidate
         query = f"?entry={self.entry}" if self.entry else ""
         body = {"type": "offer", "sdp": self.pc.localDescription.sdp}
-        answer = await asyncio.to_thread(post, f"{self.base_url}/webrtc/offer{query}", body, timeout)
+        answer = await asyncio.to_thread(self.poster, f"{self.base_url}/webrtc/offer{query}", body, timeout)
         self.call_id = str(answer["call_id"])
         await self.pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
         return answer
@@ -118,7 +127,7 @@ class WebCaller:
         self.transceiver.direction = direction
         await self.pc.setLocalDescription(await self.pc.createOffer())
         body = {"type": "offer", "sdp": self.pc.localDescription.sdp}
-        answer = await asyncio.to_thread(post, f"{self.base_url}/webrtc/calls/{self.call_id}/offer", body)
+        answer = await asyncio.to_thread(self.poster, f"{self.base_url}/webrtc/calls/{self.call_id}/offer", body, 20)
         await self.pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
         return answer
 
@@ -190,7 +199,9 @@ class WebCaller:
                     frame = np.frombuffer(pcm, np.int16)
                     if not self.first_audio_at and np.abs(frame).max() > 300:
                         self.first_audio_at = time.monotonic()
-                    self.heard.append(frame)
+                    self.frames_heard += 1
+                    if self.keep_audio:
+                        self.heard.append(frame)
         except MediaStreamError:
             pass
 

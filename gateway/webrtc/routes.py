@@ -83,6 +83,7 @@ class Routes:
         call = WebRtcCall(f"webrtc-{uuid.uuid4().hex}", entry, caller=f"web:{req.peer}")
         call.log = get_logger(call_id=call.call_id)
         w.calls[call.call_id] = call
+        w.has_calls.set()
         metrics.CALLS_ACTIVE.inc()
         call.log.info("offer", entry=entry.name, caller=call.caller, direction=offer.audio_direction)
         try:

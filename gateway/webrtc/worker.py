@@ -59,6 +59,7 @@ class WebRtcWorker:
         self.socket_path = cfg.runtime_dir() / SOCKET_NAME
         self.loop: asyncio.AbstractEventLoop | None = None
         self.warm: asyncio.Future[None] | None = None
+        self.has_calls = asyncio.Event()
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def run(self) -> int:
@@ -113,6 +114,9 @@ class WebRtcWorker:
         assert self.loop is not None
         next_t = self.loop.time()
         while True:
+            if not self.calls:  # idle: no wake-ups until a call arrives
+                await self.has_calls.wait()
+                next_t = self.loop.time()
             next_t += TICK_S
             delay = next_t - self.loop.time()
             if delay > 0:
@@ -183,6 +187,8 @@ class WebRtcWorker:
         call.phase = Phase.ENDED
         call.end_reason = call.end_reason or reason
         self.calls.pop(call.call_id, None)
+        if not self.calls:
+            self.has_calls.clear()
         metrics.CALLS_ACTIVE.dec()
         if call.media is not None:
             call.media.close()
@@ -350,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     cfg = load_resolved(args.config)
     configure_logging(cfg.log.level, cfg.log.format, process=args.name)
+    sys.setswitchinterval(0.001)  # aiortc's decoder threads must not hold the GIL for 5 ms ticks of the clock
     worker = WebRtcWorker(cfg, load_dialplan(cfg.dialplan), args.name, args.status_fd)
     return asyncio.run(worker.run())
 
