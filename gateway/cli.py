@@ -70,10 +70,6 @@ def main(argv: list[str] | None = None) -> int:
     wr.add_argument("--steps", default="1,2,4,8,12,16,24,32", help="call counts to measure, comma-separated")
     wr.add_argument("--seconds", type=float, default=6.0, help="measuring time per step")
     wr.set_defaults(func=lambda a: __import__("gateway.webrtc.bench", fromlist=["run"]).run(a.steps, a.seconds))
-    wr = bench_sub.add_parser("webrtc", help="concurrent WebRTC calls one worker process holds")
-    wr.add_argument("--steps", default="1,2,4,8,12,16,24,32", help="call counts to measure, comma-separated")
-    wr.add_argument("--seconds", type=float, default=6.0, help="measuring time per step")
-    wr.set_defaults(func=lambda a: __import__("gateway.webrtc.bench", fromlist=["run"]).run(a.steps, a.seconds))
     args = ap.parse_args(argv)
     return int(args.func(args))
 
