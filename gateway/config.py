@@ -154,6 +154,8 @@ class EngineConfig:
     def validate(self) -> tuple[str, str] | None:
         if self.slots < 1:
             return "slots", "must be >= 1"
+        if self.model and self.model not in ("tiny", "base") and not Path(self.model).is_dir():
+            return "model", "must be a preset (tiny, base) or an existing checkpoint directory"
         if self.device != "cpu" and not self.device.startswith("cuda"):
             return "device", "must be cpu, cuda or cuda:N"
         if self.threads < 1:

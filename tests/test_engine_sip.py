@@ -53,3 +53,17 @@ def test_a_call_talks_to_the_tiny_model_and_barges_in_on_its_reply(
 
 def _ticks(gw: Gateway) -> float:
     return wait_until(lambda: gw.metric("talkover_engine_tick_seconds_count"), 5, "tick metric")  # type: ignore[no-any-return]
+
+
+def test_a_model_that_is_not_there_fails_the_config_check_naming_the_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    cfg = tmp_path / "talkover.toml"
+    cfg.write_text('[engine]\nslots = 4\nmodel = "/no/such/checkpoint"\n')
+    out = subprocess.run([sys.executable, "-m", "gateway.cli", "check", "--config", str(cfg)],
+                         capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert out.returncode == 2
+    assert "talkover.toml:3: engine.model:" in out.stderr and "checkpoint directory" in out.stderr, out.stderr
