@@ -209,8 +209,8 @@ class Phone:
             now = time.monotonic()
             due = [t for t in self.timers if t[0] <= now]
             self.timers = [t for t in self.timers if t[0] > now]
-            for _, fn in due:
-                fn()
+            while due:  # no loop variable left holding a fired timer (and the Call it closes over)
+                due.pop(0)[1]()
             if self.dead_calls:
                 self.dead_calls.clear()
             if now >= next_gc:
