@@ -66,9 +66,8 @@ class Supervisor:
                     child.start()
                 child.healthy_for(HEARTBEAT_S)
         log.info("stopping: draining workers", drain_s=self.cfg.supervisor.drain_s)
-        for w in self.workers:
-            w.terminate(timeout=self.cfg.supervisor.drain_s + 10)
-        self.engine.terminate(timeout=5)
+        codes = {w.name: w.terminate(timeout=self.cfg.supervisor.drain_s + 10) for w in self.workers}
+        codes["engine"] = self.engine.terminate(timeout=5)
         self.http.stop()
         unclean = {name: code for name, code in codes.items() if code not in (0, None)}
         if unclean:
