@@ -53,6 +53,7 @@ class WorkerAddress:
     host: str
     port: int
     name: str = ""
+    priority: int = 0  # higher first among equally loaded workers (e.g. prefer this host's own)
 
     @classmethod
     def parse(cls, text: str, name: str = "") -> WorkerAddress:
@@ -137,7 +138,7 @@ def render_dispatcher_list(door: FrontDoor) -> str:
     lines = ["# setid destination flags priority attributes  (written by talkover)"]
     for i, w in enumerate(door.workers):
         duid = w.name or f"w{i}"
-        lines.append(f"1 {w.uri} 8 0 duid={duid};maxload={door.calls_per_worker}")
+        lines.append(f"1 {w.uri} 8 {w.priority} duid={duid};maxload={door.calls_per_worker}")
     return "\n".join(lines) + "\n"
 
 

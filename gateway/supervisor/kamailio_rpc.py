@@ -185,12 +185,16 @@ class KamailioRpc:
             time.sleep(0.1)  # Kamailio's state changes on its own ping timer; poll it, bounded
 
 
-def sip_options_status(host: str, port: int, timeout_s: float = 1.0) -> int | None:
-    """Send one SIP OPTIONS over UDP; the final status code, or None without an answer."""
+def sip_options_status(host: str, port: int, timeout_s: float = 1.0, *, source: str = "",
+                       method: str = "OPTIONS", headers: dict[str, str] | None = None) -> int | None:
+    """Send one out-of-dialog SIP request (OPTIONS by default) over UDP, from `source` if
+    given; its final status code, or None without an answer in time."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_DGRAM) as sock:
         sock.settimeout(timeout_s)
         try:
+            if source:
+                sock.bind((source, 0))
             sock.connect((host, port))
         except OSError:
             return None
@@ -198,27 +202,25 @@ def sip_options_status(host: str, port: int, timeout_s: float = 1.0) -> int | No
         branch, tag, call_id = (uuid.uuid4().hex[:16] for _ in range(3))
         hostport = f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
         local = f"[{local_host}]:{local_port}" if family == socket.AF_INET6 else f"{local_host}:{local_port}"
-        msg = (
-            f"OPTIONS sip:{hostport} SIP/2.0\r\n"
-            f"Via: SIP/2.0/UDP {local};rport;branch=z9hG4bK{branch}\r\n"
-            "Max-Forwards: 70\r\n"
-            f"From: <sip:probe@{local}>;tag={tag}\r\n"
-            f"To: <sip:{hostport}>\r\n"
-            f"Call-ID: {call_id}@talkover\r\n"
-            "CSeq: 1 OPTIONS\r\n"
-            "Content-Length: 0\r\n\r\n"
-        )
+        fields = {
+            "Via": f"SIP/2.0/UDP {local};rport;branch=z9hG4bK{branch}",
+            "Max-Forwards": "70",
+            "From": f"<sip:probe@{local}>;tag={tag}",
+            "To": f"<sip:{hostport}>",
+            "Call-ID": f"{call_id}@talkover",
+            "CSeq": f"1 {method}",
+            **(headers or {}),
+            "Content-Length": "0",
+        }
+        msg = f"{method} sip:{hostport} SIP/2.0\r\n" + "".join(f"{k}: {v}\r\n" for k, v in fields.items()) + "\r\n"
         deadline = time.monotonic() + timeout_s
         try:
             sock.send(msg.encode())
             while time.monotonic() < deadline:
                 sock.settimeout(max(0.01, deadline - time.monotonic()))
-                data = sock.recv(65535)
-                parts = data.split(b" ", 2)
-                if len(parts) >= 2 and parts[0] == b"SIP/2.0" and parts[1].isdigit():
-                    code = int(parts[1])
-                    if code >= 200:
-                        return code
+                parts = sock.recv(65535).split(b" ", 2)
+                if len(parts) >= 2 and parts[0] == b"SIP/2.0" and parts[1].isdigit() and int(parts[1]) >= 200:
+                    return int(parts[1])
         except OSError:  # timeout, or ICMP port unreachable (nothing listening)
             return None
     return None
