@@ -217,8 +217,9 @@ def _term_with_parent() -> Callable[[], None]:
 class Kamailio:
     """One Kamailio process for a FrontDoor, with its files in `run_dir`."""
 
-    def __init__(self, door: FrontDoor, run_dir: Path) -> None:
+    def __init__(self, door: FrontDoor, run_dir: Path, template: Path = TEMPLATE) -> None:
         self.door = door
+        self.template = template
         self.run_dir = Path(run_dir)
         self.cfg_path = self.run_dir / "kamailio.cfg"
         self.list_path = self.run_dir / "dispatcher.list"
@@ -240,7 +241,7 @@ class Kamailio:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if self._socket_dir is not None:
             self._socket_dir.mkdir(exist_ok=True)
-        text = render_config(self.door, self.ctl_socket, str(self.list_path.absolute()))
+        text = render_config(self.door, self.ctl_socket, str(self.list_path.absolute()), self.template)
         self.list_path.write_text(render_dispatcher_list(self.door))
         self.cfg_path.write_text(text)
         return self.cfg_path
