@@ -261,3 +261,52 @@ async def test_codec_preference_of_the_caller(web_gw: Gateway, codec: str, expec
     await caller.hangup()
     assert call["codec"] == expect
     assert xcorr(chime(), caller.audio()).peak > 0.6
+
+
+async def test_unreachable_caller_is_answered_then_ended_and_freed(web_gw: Gateway) -> None:
+    """The offer's candidates lead nowhere (the caller vanished right after offering)."""
+    pid = webrtc_pid(web_gw)
+    ghost = WebCaller(url(web_gw))
+    await ghost.pc.setLocalDescription(await ghost.pc.createOffer())
+    offer = ghost.pc.localDescription.sdp
+    await ghost.close()  # its ports are closed: ICE checks go unanswered
+    answer = await asyncio.to_thread(post, f"{url(web_gw)}/webrtc/offer", {"type": "offer", "sdp": offer})
+    cid = answer["call_id"]
+    ended = await until(lambda: web_gw.log_events("call ended", call_id=cid), 20, "the unconnected call ended")
+    assert ended[0]["was"] == "answered"
+    assert ended[0]["reason"] in ("peer connection failed", "ICE/DTLS did not connect in time")
+    await until(lambda: web_gw.log_events("session closed", call_id=cid), 10, "engine slot freed")
+    await until(lambda: udp_sockets(pid) == 0, 10, "UDP ports closed")
+
+
+async def test_engine_loss_ends_web_calls_and_the_next_call_works(web_gw: Gateway) -> None:
+    caller = await connected(web_gw)
+    await until(turn(web_gw, "utterance #1 played", caller.call_id), 10, "greeting played")
+    os.kill(web_gw.engine_pid(), signal.SIGKILL)
+    await caller.wait_message(type="ended", reason="engine lost", timeout=10)
+    await until(lambda: not web_gw.calls(), 10, "the call gone from /calls")
+    await caller.close()
+    await until(lambda: web_gw.health()[0] == 200, 20, "engine restarted and workers reconnected")
+    again = await connected(web_gw)
+    await until(turn(web_gw, "utterance #1 played", again.call_id), 10, "greeting after the restart")
+    await again.hangup()
+
+
+async def test_drain_refuses_new_offers_and_ends_live_calls_at_the_window(
+    gateway_factory: Callable[..., Gateway],
+) -> None:
+    gw = gateway_factory(webrtc=FAST_CONSENT, supervisor={"drain_s": 2.0})
+    caller = await connected(gw)
+    assert gw.proc is not None
+    gw.proc.send_signal(signal.SIGTERM)
+
+    def refused() -> bool:
+        code, reply, _ = raw_post(gw, "/webrtc/offer", json.dumps(
+            {"type": "offer", "sdp": caller.pc.localDescription.sdp}).encode())
+        return code == 503 and "draining" in reply.get("error", "")
+
+    await until(refused, 15, "offers refused while draining")
+    assert caller.pc.connectionState == "connected"  # the live call goes on meanwhile
+    await caller.wait_message(type="ended", reason="drain window over", timeout=15)
+    await caller.close()
+    assert await asyncio.to_thread(gw.proc.wait, 30) == 0

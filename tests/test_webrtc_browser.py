@@ -5,7 +5,8 @@ refused microphone gets a clear message."""
 
 from __future__ import annotations
 
-import time
+import os
+import signal
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -113,3 +114,13 @@ def test_gateway_refusal_is_shown_not_swallowed(gateway_factory: Callable[..., G
     browser.wait(lambda: browser.js("window.softphone.errors.length"), 10, "an error message")
     assert "does not exist" in browser.text("error") and "no-such-agent" in browser.text("error")
     assert browser.text("call-state") == "failed"
+
+
+def test_a_call_ended_by_the_gateway_is_explained(web_gw: Gateway, browser: Browser) -> None:
+    browser.open(f"http://127.0.0.1:{web_gw.http_port}/")
+    browser.click("call")
+    browser.wait(lambda: browser.text("call-state") == "connected", 10, "connected")
+    os.kill(web_gw.engine_pid(), signal.SIGKILL)
+    browser.wait(lambda: browser.text("call-state") == "ended", 10, "the page sees the call end")
+    assert "The call was ended: engine lost" in browser.text("error")
+    assert browser.text("agent-state") == "—" and not browser.driver.find_element("id", "mute").is_enabled()

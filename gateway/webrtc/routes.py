@@ -94,6 +94,9 @@ class Routes:
             call.log.info("offer refused", status=exc.status, reason=str(exc))
             await w.end(call, str(exc), outcome="rejected")
             return SignalReply(exc.status, {"error": str(exc)}, retry_after_s=5 if exc.status == 503 else 0)
+        except BaseException:
+            await w.end(call, "internal error while answering")  # never a leaked slot or peer connection
+            raise
         rtc_metrics.OFFERS.labels("answered").inc()
         return SignalReply(200, {"type": "answer", "sdp": sdp, "call_id": call.call_id})
 
