@@ -291,7 +291,7 @@ class Worker:
                 limit = min(entry.max_call_s, self.cfg.sip.max_call_s)
                 if now - leg.confirmed_at > limit:
                     self._hangup(leg, f"max call length {limit:g} s")
-                elif leg.media and leg.media.on_hold and now - leg.hold_since > entry.max_hold_s:
+                elif leg.media and leg.media.on_hold and leg.hold_since and now - leg.hold_since > entry.max_hold_s:
                     self._hangup(leg, f"on hold longer than {entry.max_hold_s:g} s")
 
     def _engine_command(self, leg: CallLeg, cmd: object) -> None:
