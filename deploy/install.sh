@@ -29,4 +29,6 @@ if [ $want_test = 1 ]; then
 else
   .venv/bin/pip install -q -e .
 fi
+# Silero VAD's ONNX model only (gateway/media/silero.py): its wheel declares torch, which we do not need for it.
+.venv/bin/pip install -q --no-deps silero-vad==6.2.3
 echo "talkover installed in $(pwd)/.venv"

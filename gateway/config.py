@@ -128,16 +128,41 @@ class SipConfig:
 
 @dataclass
 class MediaConfig:
-    """The per-call chain's voice activity detector (energy based until issue 3's Silero)."""
+    """The per-call media chain (gateway/media): inbound frame → echo canceller → noise
+    suppression → speech detector → engine; agent frames → playout queue → sender, and the
+    same frame → the echo canceller's reference. Chosen settings and their measurements:
+    `talkover bench aec`."""
 
-    vad_threshold_dbfs: float = -38.0  # frame level that counts as voiced
-    vad_start_ms: int = 60  # voiced this long → speech-start
+    aec: bool = True  # WebRTC AEC3 per call (far-end reference = exactly the frame sent)
+    aec_high_pass: bool = True  # the APM's high-pass filter in front of the canceller (hum, DC)
+    aec_warmup_ms: int = 2000  # agent audio the canceller needs to converge; during it speech-start needs...
+    aec_warmup_margin_db: float = 6.0  # ...a frame within this many dB of the loudest frame sent (last 600 ms)
+    noise: str = "apm"  # noise suppression: "apm" (in the AEC's own pass), "webrtc" (webrtc-noise-gain), "off"
+    auto_gain_dbfs: int = 0  # automatic gain towards this level; 0 = off (gain raises residual echo too)
+    vad: str = "silero"  # speech detector: "silero" (energy gate + Silero ONNX) or "energy" (energy only)
+    vad_threshold_dbfs: float = -50.0  # energy gate: quieter frames are never speech (dialplan may override)
+    vad_start_probability: float = 0.5  # Silero probability that makes a frame voiced
+    vad_stop_probability: float = 0.35  # ... and keeps it voiced once in speech (hysteresis)
+    vad_start_ms: int = 20  # voiced this long → speech-start (the tick that pauses agent playout)
     vad_stop_ms: int = 500  # unvoiced this long → speech-stop
     playout_max_ms: int = 2000  # agent audio the playout queue may hold ahead
+    stage_timing_sample: int = 10  # every Nth frame's per-stage time goes to the /metrics histogram
 
     def validate(self) -> tuple[str, str] | None:
-        if self.vad_start_ms % 20 or self.vad_stop_ms % 20:
-            return "vad_start_ms", "VAD times must be multiples of the 20 ms frame"
+        if self.vad_start_ms % 20 or self.vad_stop_ms % 20 or self.vad_start_ms < 20 or self.vad_stop_ms < 20:
+            return "vad_start_ms", "VAD times must be positive multiples of the 20 ms frame"
+        if self.noise not in ("apm", "webrtc", "off"):
+            return "noise", "must be 'apm', 'webrtc' or 'off'"
+        if self.vad not in ("silero", "energy"):
+            return "vad", "must be 'silero' or 'energy'"
+        if not 0 <= self.auto_gain_dbfs <= 31:
+            return "auto_gain_dbfs", "must be 0 (off) to 31"
+        if not 0 < self.vad_stop_probability <= self.vad_start_probability < 1:
+            return "vad_start_probability", "need 0 < vad_stop_probability <= vad_start_probability < 1"
+        if self.aec_warmup_ms < 0 or self.aec_warmup_margin_db < 0:
+            return "aec_warmup_ms", "aec_warmup_ms and aec_warmup_margin_db must be >= 0"
+        if self.stage_timing_sample < 1:
+            return "stage_timing_sample", "must be >= 1"
         return None
 
 

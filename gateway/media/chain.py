@@ -1,16 +1,21 @@
-"""One call's media chain: caller frames → VAD → engine; engine frames → playout queue.
+"""One call's media chain, the same for SIP and WebRTC (16 kHz, 20 ms frames):
 
-`inbound` and `outbound` run on pjsua2's conference-bridge clock thread once per 20 ms tick
-and must never block: sends to the engine are non-blocking, the playout queue's lock is
-only ever held for a few list operations. Engine commands (FLUSH/RESUME/PAUSE) arrive on
-the engine-link thread and act on the playout queue directly.
+    caller frame → AEC → noise suppression → speech detector → engine (the cleaned frame)
+    engine frames → playout queue → sender, and that same frame → the AEC's reference
+
+`inbound` and `outbound` run on the media clock thread (pjsua2's conference bridge) once per
+20 ms tick and must never block: sends to the engine are non-blocking, the playout queue's
+lock is only ever held for a few list operations, the DSP costs ~0.3 ms per tick
+(gateway/media/inbound.py). Speech-start while the agent's interruptible audio plays pauses
+the playout in the same tick (barge-in step 1). Engine commands (FLUSH/RESUME/PAUSE) arrive
+on the engine-link thread and act on the playout queue directly. Stage times go to /metrics
+once a second, from this same thread.
 """
 
 from __future__ import annotations
 
 import time
-
-import numpy as np
+from typing import Protocol
 
 from engine import wire
 from engine.session import (
@@ -24,19 +29,31 @@ from engine.session import (
 )
 from gateway.config import MediaConfig
 from gateway.dialplan import DialplanEntry
-from gateway.engine_link import EngineLink
 from gateway.media.clock import TickGaps
+from gateway.media.inbound import InboundChain
 from gateway.media.playout import PlayoutPosition, PlayoutQueue
-from gateway.media.vad import EnergyVad, VadEdge
+from gateway.media.timing import OUTBOUND
+from gateway.media.vad import VadEdge
+
+FLUSH_TICKS = 50  # stage times to /metrics once a second
+
+
+class SessionLink(Protocol):
+    """Where a call's frames and events go (gateway/engine_link.py's EngineLink)."""
+
+    def send(self, msg: bytes) -> bool: ...
+    def send_essential(self, msg: bytes) -> bool: ...
 
 
 class CallMedia:
-    def __init__(self, slot: int, link: EngineLink, cfg: MediaConfig, entry: DialplanEntry) -> None:
+    def __init__(
+        self, slot: int, link: SessionLink, cfg: MediaConfig, entry: DialplanEntry, call_id: str = ""
+    ) -> None:
         self.slot = slot
         self._link = link
         self.interruptible = entry.interruptible
-        threshold = entry.vad_threshold_dbfs or cfg.vad_threshold_dbfs
-        self.vad = EnergyVad(threshold, cfg.vad_start_ms, cfg.vad_stop_ms)
+        self.dsp = InboundChain(cfg, entry.vad_threshold_dbfs, call_id)
+        self.vad = self.dsp.detector
         self.playout = PlayoutQueue(cfg.playout_max_ms)
         self.started = False  # the call is confirmed: frames flow to the engine
         self.on_hold = False
@@ -53,28 +70,35 @@ class CallMedia:
             return
         t = time.monotonic()
         self.frames_in += 1
-        edge = self.vad.update(np.frombuffer(pcm, dtype=np.int16))
+        clean, edge = self.dsp.process(pcm, t)
+        self.vad = self.dsp.detector  # replaced if the detector failed
         if edge is VadEdge.START:
             self.speech_starts += 1
             if self.interruptible and self.playout.speaking and self.playout.interruptible and not self.playout.paused:
                 self.barge_in_pauses += 1
                 self._report(PlayoutState.PAUSED, self.playout.pause(), t)
             self._event(EventKind.SPEECH_START, t)
-        self._link.send(wire.encode_frame(self.slot, t, pcm))
+        self._link.send(wire.encode_frame(self.slot, t, clean))
         if edge is VadEdge.STOP:
             self._event(EventKind.SPEECH_STOP, t)
 
     def outbound(self) -> bytes | None:
         if self.closed:
             return None
+        t0 = time.perf_counter_ns()
         now = time.monotonic()
         self.ticks.tick(now)
         pcm = self.playout.pop()
+        if self.started and not self.on_hold:
+            self.dsp.far(pcm)  # the AEC reference: exactly what goes to the sender (None = silence)
         done = self.playout.finished_utterance()
         if done is not None:
             self._report(PlayoutState.FINISHED, PlayoutPosition(done, self.playout.position().position_ms), now)
         if pcm is not None:
             self.frames_out += 1
+        self.dsp.times.add(OUTBOUND, time.perf_counter_ns() - t0)
+        if self.ticks.count % FLUSH_TICKS == 0:
+            self.dsp.times.flush()
         return pcm
 
     # -- engine-link thread -----------------------------------------------------------
@@ -114,6 +138,7 @@ class CallMedia:
         if not self.closed:
             self.closed = True
             self._event(EventKind.HANGUP, time.monotonic())
+            self.dsp.times.flush()
 
     def _event(self, kind: EventKind, t: float, digit: str = "", duration_ms: int = 0) -> None:
         self._link.send_essential(wire.encode_event(self.slot, SessionEvent(kind, t, digit, duration_ms)))

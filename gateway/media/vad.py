@@ -2,8 +2,10 @@
 
 An energy detector with hysteresis: speech-start after `start_ms` of frames above the
 threshold, speech-stop after `stop_ms` below it. It is the first stage of the detector and
-cheap enough for the clock thread; the carrier-grade chain (AEC in front, Silero behind)
-replaces the decision, not the interface: `update(frame) -> VadEdge | None`.
+cheap enough for the clock thread. The default detector is gateway/media/detector.py's
+(this energy gate in front of Silero, after the echo canceller), with the same interface:
+`update(frame, t) -> VadEdge | None`; this one remains as `[media] vad = "energy"` and as the
+fallback when the Silero model fails.
 """
 
 from __future__ import annotations
@@ -36,9 +38,10 @@ class EnergyVad:
         self.in_speech = False
         self.level_dbfs = -120.0
 
-    def update(self, frame: np.ndarray) -> VadEdge | None:
+    def update(self, frame: np.ndarray, t: float = 0.0, start_floor_dbfs: float = -120.0) -> VadEdge | None:
         self.level_dbfs = frame_dbfs(frame)
-        voiced = self.level_dbfs >= self.threshold_dbfs
+        gate = self.threshold_dbfs if self.in_speech else max(self.threshold_dbfs, start_floor_dbfs)
+        voiced = self.level_dbfs >= gate
         if voiced == self.in_speech:
             self._run = 0
             return None

@@ -228,7 +228,7 @@ class Worker:
         if now - leg.offered_at < leg.entry.ring_ms / 1000:
             return
         port = self.free_ports.pop()
-        leg.media = CallMedia(leg.slot, self.link, self.cfg.media, leg.entry)
+        leg.media = CallMedia(leg.slot, self.link, self.cfg.media, leg.entry, leg.call_id)
         leg.port, port.media = port, leg.media
         self.by_slot[leg.slot] = leg
         leg.phase, leg.answered_at = Phase.ANSWERED, now

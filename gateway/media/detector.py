@@ -1,0 +1,71 @@
+"""Speech detection after the echo canceller: an energy gate in front of Silero, with hysteresis.
+
+A frame is voiced when its level reaches `threshold_dbfs` (cheap; rejects line noise and the
+faint residual echo the canceller leaves) and Silero's latest probability reaches
+`start_probability` (`stop_probability` once in speech). Speech-start comes after `start_ms`
+of voiced frames, speech-stop after `stop_ms` of unvoiced ones. Silero decides once per 32 ms
+chunk; frames in between reuse its latest probability, so a start needs ~2 chunks of speech
+(~50-90 ms after the true onset, measured by `talkover bench aec`).
+
+Same interface as gateway/media/vad.py's EnergyVad: `update(frame) -> VadEdge | None`,
+`in_speech`, `level_dbfs`, `reset()`; `onset_t` is the time of the frame that started speech.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.session import FRAME_MS
+from gateway.media.silero import SileroModel, SileroVad
+from gateway.media.vad import VadEdge, frame_dbfs
+
+
+@dataclass
+class DetectorSettings:
+    threshold_dbfs: float = -50.0
+    start_probability: float = 0.5
+    stop_probability: float = 0.35
+    start_ms: int = 20
+    stop_ms: int = 500
+
+
+class SpeechDetector:
+    def __init__(self, settings: DetectorSettings, model: SileroModel | None = None, rate: int = 16000) -> None:
+        self.settings = settings
+        self.silero = SileroVad(model, rate)
+        self._start_frames = max(1, settings.start_ms // FRAME_MS)
+        self._stop_frames = max(1, settings.stop_ms // FRAME_MS)
+        self._run = 0  # consecutive frames disagreeing with the current state
+        self.in_speech = False
+        self.level_dbfs = -120.0
+        self.onset_t = 0.0
+
+    @property
+    def probability(self) -> float:
+        return self.silero.probability
+
+    def update(self, frame: np.ndarray, t: float = 0.0, start_floor_dbfs: float = -120.0) -> VadEdge | None:
+        """`start_floor_dbfs`: a higher gate for starting speech (the echo canceller's warm-up)."""
+        self.level_dbfs = frame_dbfs(frame)
+        self.silero.push(frame)
+        s = self.settings
+        needed = s.stop_probability if self.in_speech else s.start_probability
+        gate = s.threshold_dbfs if self.in_speech else max(s.threshold_dbfs, start_floor_dbfs)
+        voiced = self.level_dbfs >= gate and self.silero.probability >= needed
+        if voiced == self.in_speech:
+            self._run = 0
+            return None
+        self._run += 1
+        if self.in_speech and self._run >= self._stop_frames:
+            self.in_speech, self._run = False, 0
+            return VadEdge.STOP
+        if not self.in_speech and self._run >= self._start_frames:
+            self.in_speech, self._run, self.onset_t = True, 0, t
+            return VadEdge.START
+        return None
+
+    def reset(self) -> None:
+        self.in_speech, self._run = False, 0
+        self.silero.reset()

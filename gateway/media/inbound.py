@@ -1,0 +1,140 @@
+"""The DSP half of one call's media chain, at 16 kHz in 20 ms frames, on the clock thread.
+
+    far(frame sent)      → AEC reference
+    process(frame heard) → AEC → noise suppression → speech detector → (clean frame, edge)
+
+The canceller needs ~1-2 s of the agent's voice to find the echo path; until then its output
+still carries the echo at nearly full level. During that warm-up (the first
+`aec_warmup_ms` of non-silent reference, normally the greeting) speech may only start from
+a frame no more than `aec_warmup_margin_db` below the loudest frame sent in the last 600 ms:
+a caller can still barge in on the greeting by talking up, the greeting's own echo cannot.
+
+Nothing here may take the call down: a stage that raises (a native library refusing input,
+the VAD model failing) is logged once and switched off, and the frame passes through
+(without AEC the chain still works, it just hears more echo). Each stage's time goes into
+`times` (see gateway/media/timing.py).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from engine.logs import get_logger
+from engine.session import FRAME_BYTES, SAMPLE_RATE
+from gateway.config import MediaConfig
+from gateway.media import timing
+from gateway.media.aec import EchoCanceller
+from gateway.media.detector import DetectorSettings, SpeechDetector
+from gateway.media.noise import NoiseGain
+from gateway.media.vad import EnergyVad, VadEdge, frame_dbfs
+
+SILENCE = bytes(FRAME_BYTES)
+FAR_ACTIVE_DBFS = -50.0  # reference frames at least this loud count towards the AEC's warm-up
+FAR_HISTORY = 30  # frames (600 ms) of reference levels: the echo may come back that late
+_clock = time.perf_counter_ns
+
+
+def detector_settings(cfg: MediaConfig, threshold_dbfs: float = 0.0) -> DetectorSettings:
+    return DetectorSettings(
+        threshold_dbfs=threshold_dbfs or cfg.vad_threshold_dbfs,
+        start_probability=cfg.vad_start_probability,
+        stop_probability=cfg.vad_stop_probability,
+        start_ms=cfg.vad_start_ms,
+        stop_ms=cfg.vad_stop_ms,
+    )
+
+
+class InboundChain:
+    def __init__(self, cfg: MediaConfig, threshold_dbfs: float = 0.0, call_id: str = "") -> None:
+        """`threshold_dbfs`: the dialplan entry's energy gate (0 = the media config's)."""
+        self._log = get_logger(call_id=call_id) if call_id else get_logger()
+        self.aec: EchoCanceller | None = None
+        if cfg.aec:
+            self.aec = EchoCanceller(
+                SAMPLE_RATE,
+                noise_suppression=cfg.noise == "apm",
+                auto_gain=cfg.noise == "apm" and cfg.auto_gain_dbfs > 0,
+                high_pass=cfg.aec_high_pass,
+            )
+        self.noise: NoiseGain | None = None
+        if cfg.noise == "webrtc" or (cfg.noise == "apm" and not cfg.aec):
+            self.noise = NoiseGain(2, cfg.auto_gain_dbfs)
+        settings = detector_settings(cfg, threshold_dbfs)
+        self.detector: SpeechDetector | EnergyVad
+        if cfg.vad == "silero":
+            self.detector = SpeechDetector(settings)
+        else:
+            self.detector = EnergyVad(settings.threshold_dbfs, settings.start_ms, settings.stop_ms)
+        self.times = timing.StageTimes(cfg.stage_timing_sample)
+        self.failures: list[str] = []
+        self._warmup_left = cfg.aec_warmup_ms // 20 if self.aec is not None else 0
+        self._margin_db = cfg.aec_warmup_margin_db
+        self._far_levels = [-120.0] * FAR_HISTORY
+        self._far_at = 0
+
+    @property
+    def warming_up(self) -> bool:
+        return self._warmup_left > 0
+
+    def far(self, pcm: bytes | None) -> None:
+        """The frame just handed to the sender (None = the silence sent instead)."""
+        if self.aec is None:
+            return
+        t0 = _clock()
+        if self._warmup_left:
+            level = frame_dbfs(np.frombuffer(pcm, dtype=np.int16)) if pcm is not None else -120.0
+            self._far_levels[self._far_at] = level
+            self._far_at = (self._far_at + 1) % FAR_HISTORY
+            if level >= FAR_ACTIVE_DBFS:
+                self._warmup_left -= 1
+        try:
+            self.aec.far(SILENCE if pcm is None else pcm)
+        except Exception as exc:  # noqa: BLE001 - a native stage must never stop the clock thread
+            self._disable("aec", exc)
+        self.times.add(timing.AEC_FAR, _clock() - t0)
+
+    def process(self, pcm: bytes, t: float) -> tuple[bytes, VadEdge | None]:
+        t0 = _clock()
+        out = pcm
+        if self.aec is not None:
+            try:
+                out = self.aec.near(pcm)
+            except Exception as exc:  # noqa: BLE001
+                self._disable("aec", exc)
+            t1 = _clock()
+            self.times.add(timing.AEC, t1 - t0)
+        else:
+            t1 = t0
+        if self.noise is not None:
+            try:
+                out = self.noise.process(out)
+            except Exception as exc:  # noqa: BLE001
+                self._disable("noise", exc)
+            t2 = _clock()
+            self.times.add(timing.NS, t2 - t1)
+        else:
+            t2 = t1
+        edge = None
+        floor = max(self._far_levels) - self._margin_db if self._warmup_left else -120.0
+        try:
+            edge = self.detector.update(np.frombuffer(out, dtype=np.int16), t, floor)
+        except Exception as exc:  # noqa: BLE001
+            self._disable("vad", exc)
+        t3 = _clock()
+        self.times.add(timing.VAD, t3 - t2)
+        self.times.add(timing.INBOUND, t3 - t0)
+        return out, edge
+
+    def _disable(self, stage: str, exc: Exception) -> None:
+        self.failures.append(stage)
+        self._log.error("media stage failed: switched off for this call", stage=stage, error=str(exc))
+        if stage == "aec":
+            self.aec, self._warmup_left = None, 0
+        elif stage == "noise":
+            self.noise = None
+        else:
+            old = self.detector
+            self.detector = EnergyVad(-38.0, 60, 500)
+            self.detector.in_speech = old.in_speech

@@ -1,0 +1,110 @@
+"""Silero VAD (v5/v6 ONNX) through a raw onnxruntime session: no torch anywhere.
+
+The model file comes from the silero-vad wheel, which deploy/install.sh installs with
+--no-deps (its declared dependency is torch; we only need the .onnx inside). It is never
+downloaded at run time. One InferenceSession per process is shared by every call (run() is
+thread-safe); each call keeps its own recurrent state and 64-sample context.
+
+The model takes 512 new samples (32 ms) at 16 kHz, or 256 at 8 kHz, plus the previous
+chunk's last 64 (32) samples as context; `SileroVad.push` buffers 20 ms frames into those
+chunks and returns a speech probability each time a chunk completes (~0.15 ms per chunk,
+single-threaded on the calling thread).
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import threading
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+MODEL_PACKAGE = "silero_vad"
+MODEL_NAME = "silero_vad.onnx"
+CHUNK = {16000: 512, 8000: 256}
+CONTEXT = {16000: 64, 8000: 32}
+
+
+class VadModelError(RuntimeError):
+    """The Silero model is missing or could not be run."""
+
+
+def model_path() -> Path:
+    try:
+        path = Path(str(importlib.resources.files(MODEL_PACKAGE) / "data" / MODEL_NAME))
+    except ModuleNotFoundError:
+        raise VadModelError(
+            "silero-vad is not installed (its ONNX model is needed): run deploy/install.sh"
+        ) from None
+    if not path.is_file():
+        raise VadModelError(f"Silero model not found at {path}: reinstall silero-vad (deploy/install.sh)")
+    return path
+
+
+class SileroModel:
+    _shared: "SileroModel | None" = None
+    _lock = threading.Lock()
+
+    def __init__(self, path: Path | None = None) -> None:
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1  # run on the caller's thread: no pool spinning beside pjsua's clock
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(
+                str(path or model_path()), sess_options=opts, providers=["CPUExecutionProvider"]
+            )
+        except VadModelError:
+            raise
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise VadModelError(f"cannot load the Silero model: {exc}") from exc
+
+    @classmethod
+    def shared(cls) -> "SileroModel":
+        with cls._lock:
+            if cls._shared is None:
+                cls._shared = cls()
+            return cls._shared
+
+
+class SileroVad:
+    """One call's streaming Silero state."""
+
+    def __init__(self, model: SileroModel | None = None, rate: int = 16000) -> None:
+        if rate not in CHUNK:
+            raise ValueError(f"Silero VAD runs at 8000 or 16000 Hz, not {rate}")
+        self._session = (model or SileroModel.shared()).session
+        self.rate = rate
+        self._chunk, self._ctx = CHUNK[rate], CONTEXT[rate]
+        self._sr = np.array(rate, dtype=np.int64)
+        self.reset()
+
+    def reset(self) -> None:
+        self._state = np.zeros((2, 1, 128), dtype=np.float32)
+        self._input = np.zeros((1, self._ctx + self._chunk), dtype=np.float32)
+        self._pending = np.zeros(0, dtype=np.float32)
+        self.probability = 0.0
+        self.chunks = 0
+
+    def push(self, samples: np.ndarray) -> float | None:
+        """Add int16 samples; the probability of the last chunk completed by them, or None."""
+        pending = np.concatenate([self._pending, samples.astype(np.float32) * (1.0 / 32768.0)])
+        prob: float | None = None
+        start = 0
+        while pending.size - start >= self._chunk:
+            self._input[0, : self._ctx] = self._input[0, -self._ctx :]  # last chunk's tail = context
+            self._input[0, self._ctx :] = pending[start : start + self._chunk]
+            start += self._chunk
+            try:
+                out, self._state = self._session.run(None, {"input": self._input, "state": self._state, "sr": self._sr})
+            except Exception as exc:
+                raise VadModelError(f"Silero model failed: {exc}") from exc
+            prob = float(out[0, 0])
+            self.chunks += 1
+        self._pending = pending[start:]
+        if prob is not None:
+            self.probability = prob
+        return prob
