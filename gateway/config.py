@@ -236,9 +236,26 @@ class WebRtcConfig:
 
 @dataclass
 class SupervisorConfig:
-    drain_s: float = 10.0  # on SIGTERM: live calls may finish for this long, then BYE
+    """The processes of `talkover serve`. With `workers` > 1 the SIP workers listen on
+    worker_host:worker_port, worker_port+1, ... and Kamailio ([kamailio]) takes [sip]
+    host/port as the front door; each worker gets its own share of the RTP port range.
+    SIGHUP restarts the workers one by one (drain, restart, back into the dispatcher)."""
+
+    workers: int = 1  # SIP worker processes (pjsua2 caps each at 4 calls)
+    worker_host: str = "127.0.0.1"  # where pooled workers listen (a LAN address for other hosts' Kamailio)
+    worker_port: int = 5070  # first pooled worker's SIP port
+    drain_s: float = 10.0  # on SIGTERM/rolling restart: live calls may finish for this long, then BYE
     restart_backoff_s: float = 0.5  # first restart delay of a dead child; doubles to 10 s
     runtime_dir: str = ""  # sockets and metrics files; default: a fresh temp dir
+
+    def validate(self) -> tuple[str, str] | None:
+        if not 1 <= self.workers <= 256:
+            return "workers", "must be 1-256"
+        if not 1024 <= self.worker_port <= 65535 - self.workers:
+            return "worker_port", "must leave room for one port per worker below 65536"
+        if self.drain_s < 0:
+            return "drain_s", "must be >= 0"
+        return None
 
 
 @dataclass

@@ -27,6 +27,7 @@ class Child:
     status: dict[str, Any] = field(default_factory=dict)
     status_at: float = 0.0
     started_at: float = 0.0
+    expect_exit: bool = False  # a rolling restart stopped it: not a death, no backoff
     _status_fd: int | None = None
     _buf: bytes = b""
     _next_start: float = 0.0
@@ -89,10 +90,13 @@ class Child:
         if self._status_fd is not None:
             os.close(self._status_fd)
             self._status_fd = None
+        _mark_dead(pid)
+        if self.expect_exit:
+            log.info("child stopped for a restart", child=self.name, pid=pid, exit_code=code)
+            return code
         self._delay = min(10.0, self._delay * 2 if self._delay else self.backoff_s)
         self._next_start = time.monotonic() + self._delay
         log.error("child died", child=self.name, pid=pid, exit_code=code, restart_in_s=self._delay)
-        _mark_dead(pid)
         return code
 
     def restart_due(self) -> bool:

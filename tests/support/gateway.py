@@ -35,6 +35,26 @@ def free_port(kind: int = socket.SOCK_DGRAM) -> int:
     raise RuntimeError("no free port")
 
 
+def free_port_run(n: int) -> int:
+    """The first of `n` consecutive ports free for UDP and TCP (a worker pool's SIP ports)."""
+    for _ in range(100):
+        base = random.randrange(20000, 60000)
+        socks = []
+        try:
+            for port in range(base, base + n):
+                for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+                    s = socket.socket(socket.AF_INET, kind)
+                    socks.append(s)
+                    s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError(f"no run of {n} free ports")
+
+
 def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
     """Poll a condition (a real state: a log line, an HTTP answer) until it holds or time runs out."""
     deadline = time.monotonic() + timeout
@@ -58,6 +78,7 @@ class Gateway:
     media: dict[str, Any] = field(default_factory=dict)
     supervisor: dict[str, Any] = field(default_factory=dict)
     webrtc: dict[str, Any] = field(default_factory=dict)
+    kamailio: dict[str, Any] = field(default_factory=dict)
     entries: list[dict[str, Any]] = field(default_factory=lambda: [dict(DEFAULT_ENTRY)])
     proc: subprocess.Popen[bytes] | None = None
 
@@ -80,10 +101,11 @@ class Gateway:
     def write_config(self) -> None:
         sip = {"port": self.sip_port, "rtp_port": self.rtp_port, "rtp_port_range": 200, **self.sip}
         engine = {"record_dir": str(self.record_dir), "socket": str(self.workdir / "engine.sock"), **self.engine}
-        sup = {"drain_s": 5.0, "runtime_dir": str(self.workdir / "run"), "restart_backoff_s": 0.2, **self.supervisor}
+        sup = {"drain_s": 5.0, "runtime_dir": str(self.workdir / "run"), "restart_backoff_s": 0.2,
+               "worker_port": free_port_run(self.supervisor.get("workers", 1)), **self.supervisor}
         webrtc = {"host_addresses": ["127.0.0.1"], **self.webrtc}  # ICE on loopback only
         tables = {"sip": sip, "http": {"port": self.http_port}, "engine": engine, "media": self.media,
-                  "supervisor": sup, "webrtc": webrtc, "log": {"format": "json", "level": "info"}}
+                  "supervisor": sup, "webrtc": webrtc, "kamailio": self.kamailio, "log": {"format": "json", "level": "info"}}
         lines = [f'dialplan = "{self.dialplan_path}"']
         for name, table in tables.items():
             nested = {k: v for k, v in table.items() if isinstance(v, dict)}
