@@ -217,9 +217,10 @@ def _term_with_parent() -> Callable[[], None]:
 class Kamailio:
     """One Kamailio process for a FrontDoor, with its files in `run_dir`."""
 
-    def __init__(self, door: FrontDoor, run_dir: Path, template: Path = TEMPLATE) -> None:
+    def __init__(self, door: FrontDoor, run_dir: Path, template: Path = TEMPLATE, log_to_file: bool = True) -> None:
         self.door = door
         self.template = template
+        self.log_to_file = log_to_file  # False: Kamailio's log goes to our stderr (journald, kubectl logs)
         self.run_dir = Path(run_dir)
         self.cfg_path = self.run_dir / "kamailio.cfg"
         self.list_path = self.run_dir / "dispatcher.list"
@@ -268,10 +269,11 @@ class Kamailio:
         s = self.door.settings
         argv = [find_binary(s.binary), "-DD", "-E", "-f", str(self.cfg_path), "-Y", str(self.run_dir.absolute()),
                 "-m", str(s.shm_mb), "-M", str(s.pkg_mb)]
-        with open(self.log_path, "ab") as logf:
+        with open(self.log_path if self.log_to_file else os.devnull, "ab") as logf:
+            out = logf if self.log_to_file else None
             # its own session: stop() can end Kamailio's children with it, and a Ctrl-C meant
             # for the supervisor does not kill the front door before the workers drained
-            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
+            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
                                          start_new_session=True, preexec_fn=_term_with_parent())
         log.info("kamailio starting", pid=self.proc.pid, listen=f"{self.door.listen_host}:{self.door.listen_port}",
                  workers=[w.uri for w in self.door.workers], log=str(self.log_path))
@@ -339,6 +341,8 @@ class Kamailio:
         return proc.returncode if proc else None
 
     def log_tail(self, lines: int = 30) -> str:
+        if not self.log_to_file:
+            return "(kamailio logs to this process's stderr)"
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:

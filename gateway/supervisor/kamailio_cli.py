@@ -55,7 +55,7 @@ def _run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    kam = Kamailio(door, Path(args.run_dir))
+    kam = Kamailio(door, Path(args.run_dir), log_to_file=False)  # its log joins ours on stderr
     kam.start()
     try:
         while not stop.wait(0.5):
