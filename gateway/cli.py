@@ -69,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     bc.add_argument("--seconds", type=float, default=20.0, help="how long each call talks")
     bc.set_defaults(func=lambda a: __import__("gateway.bench.calls", fromlist=["from_args"]).from_args(a))
     __import__("gateway.bench.engine", fromlist=["add_parser"]).add_parser(bench_sub)  # talkover bench engine
+    __import__("gateway.bench.load", fromlist=["add_parser"]).add_parser(bench_sub)  # talkover bench load
+    __import__("gateway.bench.interruption", fromlist=["add_parser"]).add_parser(bench_sub)  # ... interruption
     wr = bench_sub.add_parser("webrtc", help="concurrent WebRTC calls one worker process holds")
     wr.add_argument("--steps", default="1,2,4,8,12,16,24,32", help="call counts to measure, comma-separated")
     wr.add_argument("--seconds", type=float, default=6.0, help="measuring time per step")

@@ -24,7 +24,7 @@ SPEECH = DATA / "hours_joe_16k.wav"
 @pytest.fixture
 def web_gw(gateway_factory: Callable[..., Gateway]) -> Gateway:
     entries = [{"name": "test", "numbers": ["*"], "agent": "echo", "greeting": "chime"}]
-    gw = gateway_factory(webrtc={"consent_interval_s": 1.0, "consent_failures": 3}, entries=entries)
+    gw = gateway_factory(webrtc={"enabled": True, "consent_interval_s": 1.0, "consent_failures": 3}, entries=entries)
     gw.wait_log("media chain warm", timeout=30)
     return gw
 
@@ -107,7 +107,7 @@ def test_refused_microphone_shows_a_clear_message(web_gw: Gateway, tmp_path: Pat
 
 
 def test_gateway_refusal_is_shown_not_swallowed(gateway_factory: Callable[..., Gateway], browser: Browser) -> None:
-    gw = gateway_factory(webrtc={"max_calls": 1})
+    gw = gateway_factory(webrtc={"enabled": True, "max_calls": 1})
     browser.open(f"http://127.0.0.1:{gw.http_port}/call/no-such-agent")
     assert browser.text("entry") == "no-such-agent"
     browser.click("call")

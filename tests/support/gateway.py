@@ -103,7 +103,8 @@ class Gateway:
         engine = {"record_dir": str(self.record_dir), "socket": str(self.workdir / "engine.sock"), **self.engine}
         sup = {"drain_s": 5.0, "runtime_dir": str(self.workdir / "run"), "restart_backoff_s": 0.2,
                "worker_port": free_port_run(self.supervisor.get("workers", 1)), **self.supervisor}
-        webrtc = {"host_addresses": ["127.0.0.1"], **self.webrtc}  # ICE on loopback only
+        # The WebRTC worker only where a test asks for it (webrtc={"enabled": True, ...}); ICE on loopback.
+        webrtc = {"enabled": False, "host_addresses": ["127.0.0.1"], **self.webrtc}
         tables = {"sip": sip, "http": {"port": self.http_port}, "engine": engine, "media": self.media,
                   "supervisor": sup, "webrtc": webrtc, "kamailio": self.kamailio, "log": {"format": "json", "level": "info"}}
         lines = [f'dialplan = "{self.dialplan_path}"']
