@@ -14,6 +14,10 @@ Full ICE, no trickle: the answer carries all our candidates and the offer must c
 caller's (the page waits for its ICE gathering to complete before posting).
 Status codes: 400 broken SDP or body, 404 unknown dialplan entry or call, 413 body too large,
 503 (with Retry-After) at capacity, draining or without an engine.
+The page itself uses no STUN/TURN: the gateway's candidates ([webrtc] host_addresses, or the
+relay/reflexive ones from [webrtc] ice_servers) must be reachable from the browser. Browsers
+open the microphone only on https or localhost: put a TLS proxy in front of the HTTP listener.
+A dialplan entry's ring_ms does not apply (no ringing phase); TRANSFER is logged and ignored.
 
 The data channel the caller opens (any label) carries JSON both ways:
   caller → gateway  {"type": "dtmf", "digit": "5", "duration_ms": 160}   DTMF (instead of RFC 4733,
