@@ -112,7 +112,7 @@ class Routes:
         if call.phase is Phase.ENDED:
             raise OfferError(503, "the call ended while it was being answered")
         # Off the loop: the chain's first construction loads its DSP models (~2 s cold).
-        call.media = await asyncio.to_thread(CallMedia, call.slot, w.link, w.cfg.media, call.entry)
+        call.media = await asyncio.to_thread(CallMedia, call.slot, w.link, w.cfg.media, call.entry, call.call_id)
         if call.phase is Phase.ENDED:
             call.media.close()
             raise OfferError(503, "the call ended while it was being answered")
