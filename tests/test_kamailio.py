@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -302,3 +303,73 @@ def test_sanity_and_max_forwards(two_workers: tuple[Kamailio, Phone, Phone]) -> 
     assert sip_options_status("127.0.0.1", port, 1.0, headers={"CSeq": "1 INVITE"}) == 400  # CSeq method mismatch
     assert sip_options_status("127.0.0.1", port, 1.0, method="MESSAGE") == 405
     assert sip_options_status("127.0.0.1", port, 1.0) == 200
+
+
+NO_ROUTE_UAC = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="uac that follows Contact but ignores Record-Route">
+  <send retrans="500"><![CDATA[
+INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:norr@[local_ip]:[local_port]>;tag=[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>
+Call-ID: [call_id]
+CSeq: 1 INVITE
+Contact: <sip:norr@[local_ip]:[local_port]>
+Max-Forwards: 70
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=- 1 1 IN IP4 [local_ip]
+s=-
+c=IN IP4 [local_ip]
+t=0 0
+m=audio [auto_media_port] RTP/AVP 0
+a=rtpmap:0 PCMU/8000
+
+  ]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="200" rrs="true"/>
+  <send><![CDATA[
+ACK [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:norr@[local_ip]:[local_port]>;tag=[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: 1 ACK
+Max-Forwards: 70
+Content-Length: 0
+
+  ]]></send>
+  <pause milliseconds="300"/>
+  <send retrans="500"><![CDATA[
+BYE [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:norr@[local_ip]:[local_port]>;tag=[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: 2 BYE
+Max-Forwards: 70
+Content-Length: 0
+
+  ]]></send>
+  <recv response="200"/>
+</scenario>
+"""
+
+
+@pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp not installed")
+def test_a_caller_ignoring_record_route_still_reaches_its_worker(tmp_path: Path) -> None:
+    """A caller that sends ACK and BYE to the worker's Contact without the Route set, through
+    the front door (its outbound proxy): relayed to that worker all the same."""
+    (tmp_path / "norr.xml").write_text(NO_ROUTE_UAC)
+    with Phone(answer=True, user="w") as w, front_door(tmp_path, [w]) as kam:
+        all_active(kam)
+        argv = ["sipp", "-sf", "norr.xml", "-i", "127.0.0.1", "-p", str(free_port()), "-m", "2", "-l", "1",
+                "-timeout", "20s", "-timeout_error", "-nostdin", f"127.0.0.1:{kam.door.listen_port}"]
+        done = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=40)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+        ended = [e for e in w.drain() if e["event"] == "call_state" and e["state"] == "DISCONNECTED"]
+        assert len(ended) == 2, ended  # both BYEs reached the worker
+        assert kam.rpc.destinations()[0].load == 0, "the BYEs took the load off"
