@@ -20,6 +20,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+# Installing Debian's kamailio starts its sample Kamailio on port 5060 under systemd; talkover
+# runs Kamailio itself (deploy/kamailio/) and needs that port. Only undo what this run started.
+if [[ " ${missing[*]} " == *" kamailio "* ]] && [ -d /run/systemd/system ]; then
+  $( [ "$(id -u)" != 0 ] && echo sudo ) systemctl disable --now kamailio >/dev/null 2>&1 || true
+elif [ -d /run/systemd/system ] && systemctl is-active --quiet kamailio 2>/dev/null; then
+  echo "note: kamailio.service is running; it holds the SIP port talkover serves on (systemctl disable --now kamailio)"
+fi
 
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
