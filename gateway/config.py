@@ -135,8 +135,8 @@ class MediaConfig:
 
     aec: bool = True  # WebRTC AEC3 per call (far-end reference = exactly the frame sent)
     aec_high_pass: bool = True  # the APM's high-pass filter in front of the canceller (hum, DC)
-    aec_warmup_ms: int = 2000  # agent audio the canceller needs to converge; during it speech-start needs...
-    aec_warmup_margin_db: float = 6.0  # ...a frame within this many dB of the loudest frame sent (last 600 ms)
+    aec_warmup_erle_db: float = 20.0  # until the AEC has removed this much echo (0.5 s of agent audio), speech-start
+    aec_warmup_margin_db: float = 6.0  # needs a frame within this many dB of the loudest frame sent (last 600 ms)
     noise: str = "apm"  # noise suppression: "apm" (in the AEC's own pass), "webrtc" (webrtc-noise-gain), "off"
     auto_gain_dbfs: int = 0  # automatic gain towards this level; 0 = off (gain raises residual echo too)
     vad: str = "silero"  # speech detector: "silero" (energy gate + Silero ONNX) or "energy" (energy only)
@@ -159,8 +159,8 @@ class MediaConfig:
             return "auto_gain_dbfs", "must be 0 (off) to 31"
         if not 0 < self.vad_stop_probability <= self.vad_start_probability < 1:
             return "vad_start_probability", "need 0 < vad_stop_probability <= vad_start_probability < 1"
-        if self.aec_warmup_ms < 0 or self.aec_warmup_margin_db < 0:
-            return "aec_warmup_ms", "aec_warmup_ms and aec_warmup_margin_db must be >= 0"
+        if self.aec_warmup_erle_db < 0 or self.aec_warmup_margin_db < 0:
+            return "aec_warmup_erle_db", "aec_warmup_erle_db and aec_warmup_margin_db must be >= 0"
         if self.stage_timing_sample < 1:
             return "stage_timing_sample", "must be >= 1"
         return None
@@ -172,15 +172,17 @@ class EngineConfig:
     slots: int = 16  # concurrent sessions the engine serves (all workers together)
     open_timeout_s: float = 2.0  # no slot granted in time → 503
     record_dir: str = ""  # if set, each call's caller and agent audio is saved here as WAV
-    model: str = ""  # speech model for `agent = "model"`: a preset (tiny, base) or a checkpoint dir; "" = none
+    model: str = ""  # speech model for `agent = "model"`: a preset (tiny, base) or a checkpoint dir; "" = none;
+    # for `agent = "moshi"`: "moshi:<local Moshi weights dir>" or "moshi:tiny" (random init, tests)
     device: str = "cpu"  # cpu | cuda | cuda:N
     threads: int = 1  # torch threads of the model step (the gateway's clock thread needs a core)
 
     def validate(self) -> tuple[str, str] | None:
         if self.slots < 1:
             return "slots", "must be >= 1"
-        if self.model and self.model not in ("tiny", "base") and not Path(self.model).is_dir():
-            return "model", "must be a preset (tiny, base) or an existing checkpoint directory"
+        known = ("tiny", "base", "moshi:tiny")
+        if self.model and self.model not in known and not Path(self.model.removeprefix("moshi:")).is_dir():
+            return "model", "must be a preset (tiny, base), an existing checkpoint directory or moshi:<weights directory>"
         if self.device != "cpu" and not self.device.startswith("cuda"):
             return "device", "must be cpu, cuda or cuda:N"
         if self.threads < 1:
@@ -244,6 +246,7 @@ class SupervisorConfig:
     workers: int = 1  # SIP worker processes (pjsua2 caps each at 4 calls)
     worker_host: str = "127.0.0.1"  # where pooled workers listen (a LAN address for other hosts' Kamailio)
     worker_port: int = 5070  # first pooled worker's SIP port
+    front_door: bool = True  # run Kamailio in front of a pool here; false where another host's Kamailio dispatches to these workers
     drain_s: float = 10.0  # on SIGTERM/rolling restart: live calls may finish for this long, then BYE
     restart_backoff_s: float = 0.5  # first restart delay of a dead child; doubles to 10 s
     runtime_dir: str = ""  # sockets and metrics files; default: a fresh temp dir

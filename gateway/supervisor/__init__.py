@@ -54,7 +54,7 @@ class Supervisor:
         ]
         self.workers = list(self.sip_workers)
         self.kamailio: Kamailio | None = None
-        if len(self.plans) > 1:
+        if len(self.plans) > 1 and cfg.supervisor.front_door:
             door = FrontDoor.from_config(cfg, [p.address for p in self.plans], calls_per_worker=cfg.sip.max_calls)
             self.kamailio = Kamailio(door, run / "kamailio")
         self._rolling: RollingRestart | None = None

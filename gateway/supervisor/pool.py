@@ -49,9 +49,10 @@ def plan_workers(cfg: Config, run_dir: Path) -> list[WorkerPlan]:
             wcfg.sip.rtp_port = cfg.sip.rtp_port + i * share
             wcfg.sip.rtp_port_range = share
             wcfg.sip.register.enabled = False  # one registration per identity: Kamailio's side
-            front = _cidr(cfg.sip.host if cfg.sip.host not in ("0.0.0.0", "::") else cfg.supervisor.worker_host)
-            if front not in wcfg.sip.flood.allow:
-                wcfg.sip.flood.allow.append(front)
+            if cfg.supervisor.front_door:  # a remote front door must be in [sip.flood] allow already
+                front = _cidr(cfg.sip.host if cfg.sip.host not in ("0.0.0.0", "::") else cfg.supervisor.worker_host)
+                if front not in wcfg.sip.flood.allow:
+                    wcfg.sip.flood.allow.append(front)
         path = run_dir / f"config-w{i}.json"
         dump_config(wcfg, path)
         plans.append(WorkerPlan(f"w{i}", path, WorkerAddress(wcfg.sip.host, wcfg.sip.port, f"w{i}")))
