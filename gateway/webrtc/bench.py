@@ -241,13 +241,24 @@ def print_table(results: list[Step], steps: list[int]) -> None:
               f"{cell(t, f'{t.rx_pct:.1f} %' if t else '')} | {cell(b, f'{b.rx_pct:.1f} %' if b else '')} | "
               f"{cell(t, f'{t.tick_p99_ms:.0f} ms' if t else '')} | {cell(t, f'{t.gaps_pct:.1f} %' if t else '')} | "
               f"{cell(t, 'yes' if t and t.holds else 'no')}")
-    per_call = [r.server_cpu / r.calls for r in results if r.server == "talkover" and r.calls >= 4]
-    base = [r.server_cpu / r.calls for r in results if r.server == "bare aiortc" and r.calls >= 4]
     print()
     print(f"talkover WebRTC worker holds {capacity(results, 'talkover')} concurrent calls here "
-          f"(largest step measured: {max(steps)}); "
-          f"per call: {np.median(per_call) if per_call else float('nan'):.1f} % of a core "
-          f"vs {np.median(base) if base else float('nan'):.1f} % for bare aiortc")
+          f"(largest step measured: {max(steps)}; the callers share these 2 cores)")
+    for server in ("talkover", "bare aiortc"):
+        fit = cpu_fit(results, server)
+        if fit is not None:
+            base, per_call = fit
+            print(f"{server}: {per_call:.1f} % of a core per call on top of {base:.1f} %; "
+                  f"85 % of a core ≈ {(85 - base) / per_call:.0f} calls (linear estimate)")
+
+
+def cpu_fit(results: list[Step], server: str) -> tuple[float, float] | None:
+    """Answerer CPU ≈ base + per_call × calls, over the steps whose audio was intact."""
+    rows = [r for r in results if r.server == server and r.rx_pct >= 97]
+    if len({r.calls for r in rows}) < 2:
+        return None
+    per_call, base = np.polyfit([r.calls for r in rows], [r.server_cpu for r in rows], 1)
+    return float(base), float(per_call)
 
 
 def save_plot(results: list[Step]) -> Path:
