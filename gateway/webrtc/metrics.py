@@ -13,7 +13,7 @@ CONNECT_SECONDS = Histogram(
 INBOUND_GAPS = Counter(
     "talkover_webrtc_inbound_gaps_total", "Ticks with no caller frame ready (silence given to the chain)"
 )
-CLOCK_LATE = Counter("talkover_webrtc_clock_late_total", "Media clock ticks that ran more than 100 ms late")
+CLOCK_LATE = Counter("talkover_webrtc_clock_late_total", "Times the media clock was more than 200 ms late and skipped ticks")
 PEER_CONNECTIONS = Gauge(
     "talkover_webrtc_peer_connections", "Open aiortc peer connections", multiprocess_mode="livesum"
 )

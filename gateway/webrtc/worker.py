@@ -41,6 +41,7 @@ from gateway.webrtc.signalling import MAX_LINE, SOCKET_NAME, SignalReply, Signal
 
 log = get_logger(component="webrtc")
 TICK_S = 0.02
+CATCH_UP_S = 0.2  # a late clock catches up (RTP bursts the browser's jitter buffer absorbs) up to this
 CONTROL_S = 0.1
 
 
@@ -122,7 +123,7 @@ class WebRtcWorker:
             if delay > 0:
                 await asyncio.sleep(delay)
             else:
-                if delay < -0.1:  # the loop was blocked: skip the lost ticks, never burst them
+                if delay < -CATCH_UP_S:  # blocked for long: skip the lost ticks rather than burst them all
                     self.clock_late += 1
                     rtc_metrics.CLOCK_LATE.inc()
                     next_t = self.loop.time()
