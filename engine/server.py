@@ -33,17 +33,29 @@ from engine.turns.controller import TurnController, TurnSettings
 
 if TYPE_CHECKING:
     from engine.batch.scheduler import BatchScheduler
+    from engine.model.moshi_adapter import MoshiBatch
 
 log = get_logger(component="engine")
 
 
-def make_slot_agent(settings: dict[str, object], scheduler: "BatchScheduler | None", number: int) -> Any:
+def make_slot_agent(settings: dict[str, object], scheduler: "BatchScheduler | MoshiBatch | None", number: int) -> Any:
+    moshi = False
+    if scheduler is not None:  # torch is loaded already
+        from engine.model.moshi_adapter import MoshiBatch
+
+        moshi = isinstance(scheduler, MoshiBatch)
+    if settings.get("agent") == "moshi":
+        if not moshi:
+            raise ValueError("the moshi agent needs [engine] model = \"moshi:<weights dir>\" (or \"moshi:tiny\")")
+        from engine.agents.moshi_agent import MoshiAgent
+
+        return MoshiAgent(settings, scheduler, number)  # type: ignore[arg-type]
     if settings.get("agent") == "model":
-        if scheduler is None:
+        if scheduler is None or moshi:
             raise ValueError("the model agent needs a model loaded by the engine ([engine] model)")
         from engine.agents.model_agent import ModelAgent
 
-        return ModelAgent(settings, scheduler, number)
+        return ModelAgent(settings, scheduler, number)  # type: ignore[arg-type]
     return make_agent(settings)
 
 
@@ -69,7 +81,7 @@ class Connection:
 
 class Slot:
     def __init__(self, number: int, info: SessionInfo, conn: Connection, record_dir: str,
-                 scheduler: "BatchScheduler | None" = None) -> None:
+                 scheduler: "BatchScheduler | MoshiBatch | None" = None) -> None:
         self.number, self.info, self.conn = number, info, conn
         self.log = get_logger(call_id=info.call_id, slot=number)
         self.recorder = CallRecorder(record_dir, info.call_id) if record_dir else None
@@ -117,7 +129,7 @@ class EngineServer:
         self.sel = selectors.DefaultSelector()
         self._stop = False
         metrics.SLOTS_TOTAL.set(slots)
-        self.scheduler: BatchScheduler | None = None
+        self.scheduler: BatchScheduler | MoshiBatch | None = None
         self._tick_s, self._next_tick = 0.0, 0.0
         if model:
             self._load_model(model, device, threads, slots)
@@ -129,6 +141,9 @@ class EngineServer:
         from engine.model.checkpoint import load_model, resolve_device
 
         torch.set_num_threads(max(1, threads))  # the gateway's clock thread shares these cores
+        if spec.startswith("moshi:"):
+            self._load_moshi(spec, str(resolve_device(device)), slots)
+            return
         model = load_model(spec, str(resolve_device(device)))
         self.scheduler = BatchScheduler(model, slots)
         self._tick_s = model.cfg.frame_ms / 1000
@@ -136,6 +151,16 @@ class EngineServer:
         params = sum(model.parameter_counts().values())
         log.info("model loaded", model=spec, config=model.cfg.name, params=params, device=device,
                  frame_ms=model.cfg.frame_ms, state_mb=round(self.scheduler.memory_bytes() / 2**20, 1))
+
+    def _load_moshi(self, spec: str, device: str, slots: int) -> None:
+        from engine.model.moshi_adapter import MoshiBatch, load_spec
+
+        batch = MoshiBatch(load_spec(spec, device), slots)
+        self.scheduler = batch
+        self._tick_s = batch.frame_ms / 1000
+        self._next_tick = time.monotonic() + self._tick_s
+        log.info("model loaded", model=spec, config="moshi", params=sum(batch.models.parameter_counts().values()),
+                 device=device, frame_ms=batch.frame_ms, state_mb=round(batch.memory_bytes() / 2**20, 1))
 
     def _select_timeout(self) -> float:
         if self.scheduler is None:
