@@ -136,7 +136,7 @@ class MediaConfig:
     aec: bool = True  # WebRTC AEC3 per call (far-end reference = exactly the frame sent)
     aec_high_pass: bool = True  # the APM's high-pass filter in front of the canceller (hum, DC)
     aec_warmup_erle_db: float = 20.0  # until the AEC has removed this much echo (0.5 s of agent audio), speech-start
-    aec_warmup_margin_db: float = 6.0  # needs a frame within this many dB of the loudest frame sent (last 600 ms)
+    aec_warmup_margin_db: float = 3.0  # needs a frame within this many dB of the loudest frame sent (last 600 ms)
     noise: str = "apm"  # noise suppression: "apm" (in the AEC's own pass), "webrtc" (webrtc-noise-gain), "off"
     auto_gain_dbfs: int = 0  # automatic gain towards this level; 0 = off (gain raises residual echo too)
     vad: str = "silero"  # speech detector: "silero" (energy gate + Silero ONNX) or "energy" (energy only)

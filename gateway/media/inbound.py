@@ -3,11 +3,8 @@
     far(frame sent)      → AEC reference
     process(frame heard) → AEC → noise suppression → speech detector → (clean frame, edge)
 
-The canceller needs ~1-2 s of the agent's voice to find the echo path; until then its output
-still carries the echo at nearly full level. During that warm-up (the first
-`aec_warmup_ms` of non-silent reference, normally the greeting) speech may only start from
-a frame no more than `aec_warmup_margin_db` below the loudest frame sent in the last 600 ms:
-a caller can still barge in on the greeting by talking up, the greeting's own echo cannot.
+Until the canceller has shown that it removes the echo, speech-start needs a louder frame
+(gateway/media/warmup.py): the agent's greeting meets an unconverged canceller.
 
 Nothing here may take the call down: a stage that raises (a native library refusing input,
 the VAD model failing) is logged once and switched off, and the frame passes through
@@ -28,11 +25,10 @@ from gateway.media import timing
 from gateway.media.aec import EchoCanceller
 from gateway.media.detector import DetectorSettings, SpeechDetector
 from gateway.media.noise import NoiseGain
-from gateway.media.vad import EnergyVad, VadEdge, frame_dbfs
+from gateway.media.vad import EnergyVad, VadEdge, frame_dbfs, frame_power
+from gateway.media.warmup import AecWarmup
 
 SILENCE = bytes(FRAME_BYTES)
-FAR_ACTIVE_DBFS = -50.0  # reference frames at least this loud count towards the AEC's warm-up
-FAR_HISTORY = 30  # frames (600 ms) of reference levels: the echo may come back that late
 _clock = time.perf_counter_ns
 
 
@@ -69,26 +65,21 @@ class InboundChain:
             self.detector = EnergyVad(settings.threshold_dbfs, settings.start_ms, settings.stop_ms)
         self.times = timing.StageTimes(cfg.stage_timing_sample)
         self.failures: list[str] = []
-        self._warmup_left = cfg.aec_warmup_ms // 20 if self.aec is not None else 0
-        self._margin_db = cfg.aec_warmup_margin_db
-        self._far_levels = [-120.0] * FAR_HISTORY
-        self._far_at = 0
+        self.warmup = AecWarmup(
+            cfg.aec_warmup_erle_db, cfg.aec_warmup_margin_db, settings.threshold_dbfs, enabled=self.aec is not None
+        )
 
     @property
     def warming_up(self) -> bool:
-        return self._warmup_left > 0
+        return not self.warmup.done
 
     def far(self, pcm: bytes | None) -> None:
         """The frame just handed to the sender (None = the silence sent instead)."""
         if self.aec is None:
             return
         t0 = _clock()
-        if self._warmup_left:
-            level = frame_dbfs(np.frombuffer(pcm, dtype=np.int16)) if pcm is not None else -120.0
-            self._far_levels[self._far_at] = level
-            self._far_at = (self._far_at + 1) % FAR_HISTORY
-            if level >= FAR_ACTIVE_DBFS:
-                self._warmup_left -= 1
+        if not self.warmup.done:
+            self.warmup.far(frame_dbfs(np.frombuffer(pcm, dtype=np.int16)) if pcm is not None else -120.0)
         try:
             self.aec.far(SILENCE if pcm is None else pcm)
         except Exception as exc:  # noqa: BLE001 - a native stage must never stop the clock thread
@@ -117,7 +108,10 @@ class InboundChain:
         else:
             t2 = t1
         edge = None
-        floor = max(self._far_levels) - self._margin_db if self._warmup_left else -120.0
+        if not self.warmup.done:
+            mic, clean = np.frombuffer(pcm, dtype=np.int16), np.frombuffer(out, dtype=np.int16)
+            self.warmup.near(frame_power(mic), frame_power(clean), self.detector.in_speech)
+        floor = self.warmup.floor_dbfs
         try:
             edge = self.detector.update(np.frombuffer(out, dtype=np.int16), t, floor)
         except Exception as exc:  # noqa: BLE001
@@ -131,7 +125,8 @@ class InboundChain:
         self.failures.append(stage)
         self._log.error("media stage failed: switched off for this call", stage=stage, error=str(exc))
         if stage == "aec":
-            self.aec, self._warmup_left = None, 0
+            self.aec = None
+            self.warmup.done = True
         elif stage == "noise":
             self.noise = None
         else:

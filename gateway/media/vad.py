@@ -22,11 +22,15 @@ class VadEdge(enum.Enum):
     STOP = 2
 
 
+def frame_power(frame: np.ndarray) -> float:
+    """Mean-square power of an int16 frame relative to full scale (1.0 = a full-scale square wave)."""
+    x = frame.astype(np.float32)
+    return float(np.dot(x, x)) / max(1, x.size) / (32768.0 * 32768.0)
+
+
 def frame_dbfs(frame: np.ndarray) -> float:
     """Level of an int16 frame in dB relative to full scale (a full-scale sine is -3 dBFS)."""
-    x = frame.astype(np.float32)
-    power = float(np.dot(x, x)) / max(1, x.size)
-    return 10.0 * np.log10(power / (32768.0 * 32768.0) + 1e-12)
+    return 10.0 * np.log10(frame_power(frame) + 1e-12)
 
 
 class EnergyVad:
