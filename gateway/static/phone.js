@@ -7,6 +7,7 @@
 const $ = (id) => document.getElementById(id);
 const CHIME_HZ = [523.25, 659.25, 783.99];
 const AUDIBLE_DBFS = -45;
+const CONNECT_TIMEOUT_MS = 15000;
 
 const softphone = window.softphone = {
   entry: new URLSearchParams(location.search).get("entry") ||
@@ -108,6 +109,13 @@ async function call() {
     softphone.callId = answer.call_id;
     mark("answer");
     await pc.setRemoteDescription({ type: "answer", sdp: answer.sdp });
+    const mine = pc;
+    setTimeout(() => {
+      if (pc === mine && softphone.callState === "calling") {
+        showError("The call could not connect to the gateway (network or firewall blocks the media).");
+        hangup("failed");
+      }
+    }, CONNECT_TIMEOUT_MS);
   } catch (err) {
     showError(err.status ? err.message : "Could not reach the gateway: " + err.message);
     end("failed");
@@ -173,10 +181,10 @@ function end(state) {
   setCallState(state);
 }
 
-function hangup() {
+function hangup(state = "ended") {
   if (channel && channel.readyState === "open") channel.send(JSON.stringify({ type: "hangup" }));
   else if (softphone.callId) fetch("/webrtc/calls/" + softphone.callId + "/hangup", { method: "POST", keepalive: true }).catch(() => {});
-  end("ended");
+  end(state);
 }
 
 function mute() {
@@ -216,7 +224,7 @@ function dtmf(digit) {
 
 $("entry").textContent = softphone.entry || "default";
 $("call").onclick = call;
-$("hangup").onclick = hangup;
+$("hangup").onclick = () => hangup();
 $("mute").onclick = mute;
 $("hold").onclick = hold;
 document.querySelectorAll(".keypad button").forEach((b) => { b.onclick = () => dtmf(b.dataset.digit); });
