@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -118,13 +118,14 @@ def bargein_part(short: bool, cfg: MediaConfig) -> tuple[list[bi.FalseResult], l
     turns, cl = agent_turns(), callers()
     paths = bargein_paths(short)
     calls, per_call, trials = (2, 5, 6) if short else (10, 10, 20)
+    base_calls = 1 if short else 2  # without AEC the agent interrupts itself several times a turn: fewer turns say it
     levels = (0.0, -10.0) if short else (0.0, -5.0, -10.0)
     no_aec = MediaConfig(**{**asdict(cfg), "aec": False, "noise": "off"})
-    prog = Progress("barge-in", len(paths) * (2 * calls + len(levels) * trials))
+    prog = Progress("barge-in", len(paths) * (calls + base_calls + len(levels) * trials))
     falses, trues, base = [], [], []
     for p in paths:
         falses.append(bi.false_barge_ins(p, cfg, turns, calls, per_call, np.random.default_rng(1), lambda: prog.step(f"false {p.name}")))
-        base.append(bi.false_barge_ins(p, no_aec, turns, calls, per_call, np.random.default_rng(1), lambda: prog.step(f"no AEC {p.name}")))
+        base.append(bi.false_barge_ins(p, no_aec, turns, base_calls, per_call, np.random.default_rng(1), lambda: prog.step(f"no AEC {p.name}")))
         for db in levels:
             trues.append(bi.true_barge_ins(p, cfg, turns, cl, db, trials, np.random.default_rng(2), lambda: prog.step(f"true {db:g} dB {p.name}")))
     print("\n== Barge-in through the whole chain (CallMedia: AEC3 + NS + Silero detector, ERL 6 dB) ==")
@@ -167,16 +168,22 @@ def plots(erle: list[er.CaseResult], trues: list[bi.TrueResult], falses: list[bi
     fig.tight_layout()
     fig.savefig(paths[-1], dpi=110)
     fig, ax = plt.subplots(1, 2, figsize=(13, 4.5))
-    for t in trues:
-        if t.delays_ms:
-            d = np.sort(t.delays_ms)
-            ax[0].step(d, np.arange(1, len(d) + 1) / t.trials, label=f"{t.path} {t.caller_db:g} dB", where="post")
+    for db in sorted({t.caller_db for t in trues}, reverse=True):
+        for kind, style in (("hybrid", "-"), ("room", "--")):
+            group = [t for t in trues if t.caller_db == db and t.path.startswith(kind)]
+            d = np.sort([x for t in group for x in t.delays_ms])
+            if d.size:
+                n = sum(t.trials for t in group)
+                ax[0].step(d, np.arange(1, d.size + 1) / n, style, where="post", label=f"{kind} paths, caller {db:g} dB re echo")
     ax[0].axvline(150, ls="--", c="k", lw=0.8)
     ax[0].set(title="barge-in detected within (CDF over trials)", xlabel="ms from caller onset to pause", ylabel="fraction", xlim=(0, 1000))
     ax[0].legend(fontsize=6)
     y = np.arange(len(falses))
     ax[1].barh(y - 0.2, [f.per_100 for f in falses], 0.4, label="chain (AEC3)")
     ax[1].barh(y + 0.2, [b.per_100 for b in base], 0.4, label="no AEC")
+    for i, (f, b) in enumerate(zip(falses, base)):
+        ax[1].text(f.per_100, i - 0.2, f" {f.per_100:g} ({f.starts}/{f.turns})", va="center", fontsize=7)
+        ax[1].text(b.per_100, i + 0.2, f" {b.per_100:g}", va="center", fontsize=7)
     ax[1].set_yticks(y, [f.path for f in falses], fontsize=7)
     ax[1].set(title="false speech-starts per 100 agent turns (ERL 6 dB)", xscale="symlog")
     ax[1].legend(fontsize=7)
@@ -187,15 +194,30 @@ def plots(erle: list[er.CaseResult], trues: list[bi.TrueResult], falses: list[bi
     return paths
 
 
-def run(args: argparse.Namespace) -> int:
+@dataclass
+class AecReport:
+    erle: list[er.CaseResult]
+    noise: list[er.CaseResult]
+    false_starts: list[bi.FalseResult]
+    false_starts_no_aec: list[bi.FalseResult]
+    barge_ins: list[bi.TrueResult]
+    plots: list[Path]
+
+
+def report(short: bool) -> AecReport:
     t0 = time.monotonic()
-    short = bool(getattr(args, "short", False))
     print(f"talkover bench aec{' --short' if short else ''}: generated echo corpus, piper joe agent, espeak-ng/pitch-shifted callers")
     cfg = MediaConfig()
     erle = erle_part(short)
-    noise_part(short)
+    noise = noise_part(short)
     falses, trues, base = bargein_part(short, cfg)
-    for p in plots(erle, trues, falses, base, "_short" if short else ""):
+    pngs = plots(erle, trues, falses, base, "_short" if short else "")
+    for p in pngs:
         print(f"plot: {p}")
     print(f"done in {time.monotonic() - t0:.0f} s")
+    return AecReport(erle, noise, falses, base, trues, pngs)
+
+
+def run(args: argparse.Namespace) -> int:
+    report(bool(getattr(args, "short", False)))
     return 0
