@@ -12,6 +12,7 @@ apt_pkgs=(sox kamailio)  # kamailio: the SIP front door of a pool of gateway wor
 [ $want_test = 1 ] && apt_pkgs+=(sip-tester baresip tcpdump espeak-ng)
 [ $want_test = 1 ] && apt_pkgs+=(chromium chromium-driver)  # the WebRTC softphone test's browser
 [ $want_test = 1 ] && apt_pkgs+=(systemd)  # systemd-analyze verify on deploy/systemd units
+[ $want_test = 1 ] && apt_pkgs+=(iproute2)  # ip netns: network namespaces stand in for hosts (tests/test_multihost.py)
 missing=()
 for p in "${apt_pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

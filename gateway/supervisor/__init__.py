@@ -86,6 +86,9 @@ class Supervisor:
         while not self._stop.wait(0.1):
             self._watch()
         log.info("stopping: draining workers", drain_s=self.cfg.supervisor.drain_s)
+        for w in self.workers:  # all drain at once: none takes new calls while another drains
+            if w.alive and w.proc is not None:
+                w.proc.send_signal(signal.SIGTERM)
         codes = {w.name: w.terminate(timeout=self.cfg.supervisor.drain_s + 10) for w in self.workers}
         codes["engine"] = self.engine.terminate(timeout=5)
         if self.kamailio is not None:

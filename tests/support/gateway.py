@@ -127,13 +127,15 @@ class Gateway:
         log = open(self.log_path, "wb")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", "serve", "--config", str(self.config_path)],
-            stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env,
+            self.command(), stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env,
         )
         wait_until(lambda: self.health()[0] == 200 or self.proc.poll() is not None, 30, "gateway /healthz")
         if self.proc.poll() is not None:
             raise RuntimeError(f"talkover serve exited {self.proc.returncode}:\n{self.log_text()[-3000:]}")
         return self
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "gateway.cli", "serve", "--config", str(self.config_path)]
 
     def stop(self, timeout: float = 30) -> int:
         if self.proc is None:

@@ -54,8 +54,11 @@ class Phone:
         log_file: str | Path | None = None,
         python: str = sys.executable,
         start_timeout: float = 10.0,
+        host: str = "127.0.0.1",
+        wrap: Sequence[str] = (),
     ) -> None:
-        argv = [python, str(PHONE_SCRIPT), "--port", str(port), "--ring-ms", str(ring_ms)]
+        # host: the address it binds (SIP and RTP); wrap: a command prefix, e.g. ["ip", "netns", "exec", NS]
+        argv = [*wrap, python, str(PHONE_SCRIPT), "--host", host, "--port", str(port), "--ring-ms", str(ring_ms)]
         argv += ["--answer-code", str(answer_code), "--codecs", ",".join(codecs)]
         argv += ["--refer", refer, "--user", user]
         if answer:
