@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -248,3 +249,48 @@ def test_call_media_survives_frames_of_the_wrong_size() -> None:
     media.inbound(bytes(FRAME_BYTES))
     assert media.frames_in == 1 and not media.dsp.failures
     assert frame_dbfs(np.zeros(FRAME_SAMPLES, np.int16)) < -100
+
+
+@pytest.mark.parametrize(
+    "line, key",
+    [('noise = "loud"', "noise"), ("vad_start_ms = 30", "vad_start_ms"), ("vad_start_probability = 0.2", "vad_start_probability")],
+)
+def test_bad_media_config_is_refused_naming_the_key(tmp_path: Path, line: str, key: str) -> None:
+    from gateway.config import load_config
+    from gateway.tomlfile import ConfigError
+
+    path = tmp_path / "talkover.toml"
+    path.write_text(f"[media]\n{line}\n")
+    with pytest.raises(ConfigError, match=key):
+        load_config(path)
+
+
+def test_warmup_gate_holds_until_the_canceller_shows_20_db_then_lifts() -> None:
+    from gateway.media.warmup import AecWarmup
+
+    w = AecWarmup(erle_db=20, margin_db=3, gate_dbfs=-50)
+    for _ in range(40):
+        w.far(-20.0)
+    assert w.floor_dbfs == pytest.approx(-23.0)
+    loud = 10 ** (-30 / 10)
+    for _ in range(50):
+        w.near(loud, loud / 10, in_speech=False)  # only 10 dB removed: still warming up
+    assert not w.done
+    for _ in range(49):
+        w.near(loud, loud / 1000, in_speech=False)  # 30 dB removed
+    assert not w.done  # one window and a bit: not yet
+    w.near(loud, loud / 1000, in_speech=False)
+    assert w.done and w.floor_dbfs == -120.0
+
+
+def test_warmup_ends_on_a_line_with_no_echo_above_the_gate() -> None:
+    from gateway.media.warmup import AecWarmup
+
+    w = AecWarmup(erle_db=20, margin_db=3, gate_dbfs=-50)
+    for _ in range(30):
+        w.far(-20.0)
+    for _ in range(99):
+        w.near(10 ** (-70 / 10), 10 ** (-80 / 10), in_speech=False)
+    assert not w.done
+    w.near(10 ** (-70 / 10), 10 ** (-80 / 10), in_speech=False)
+    assert w.done

@@ -82,6 +82,7 @@ class CallLeg:
             "speech_starts": m.speech_starts if m else 0,
             "barge_in_pauses": m.barge_in_pauses if m else 0,
             "tick_gap": m.ticks.summary() if m else {},
+            "dsp_us": m.dsp.times.summary() if m else {},  # mean µs per frame per media stage
             "jitter": self.stats,
         }
 
