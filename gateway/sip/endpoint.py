@@ -126,6 +126,14 @@ class SipEndpoint:
         if not self.ep.libIsThreadRegistered():
             self.ep.libRegisterThread(name or threading.current_thread().name)
 
+    def stop_media_clock(self) -> None:
+        """Detach the null sound device: the conference bridge stops ticking (no more
+        onFrameRequested/onFrameReceived), so ports can be destroyed safely."""
+        try:
+            self.ep.audDevManager().setNoDev()
+        except pj.Error as exc:
+            log.warning("could not stop the media clock", error=exc.info())
+
     def destroy(self) -> None:
         gc.collect()
         self.ep.libDestroy()

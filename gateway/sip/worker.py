@@ -98,13 +98,16 @@ class Worker:
             self.draining_since = time.monotonic()
             log.info("draining: new calls get 503", live_calls=len(self.legs), drain_s=self.cfg.supervisor.drain_s)
 
-    def _loop_once(self) -> bool:
+    def _run_actions(self, timeout: float) -> None:
         try:
-            self.actions.get(timeout=TICK_S)()
+            self.actions.get(timeout=timeout)()
             while True:
                 self.actions.get_nowait()()
         except queue.Empty:
             pass
+
+    def _loop_once(self) -> bool:
+        self._run_actions(TICK_S)
         self.link.flush_backlog()
         now = time.monotonic()
         self._timers(now)
@@ -122,8 +125,17 @@ class Worker:
         return True
 
     def _shutdown(self, ports: list[FramePort]) -> None:
+        """Every pjsua2 object must be gone before libDestroy(), and no frame callback may
+        run while a port is destroyed: either aborts the process."""
         self.sip.ep.hangupAllCalls()
+        deadline = time.monotonic() + 3.0
+        while self.legs and time.monotonic() < deadline:  # let the DISCONNECTED callbacks land
+            self._run_actions(0.05)
+        self.sip.stop_media_clock()
+        _detach(ports)  # no loop variable here: it would keep a port alive past libDestroy
         self.link.stop()
+        while not self.actions.empty():  # queued closures hold calls
+            self.actions.get_nowait()
         for leg in self.legs.values():
             leg.call.leg = None
         self.legs.clear()
@@ -380,6 +392,11 @@ class Worker:
             self.drain()
 
 
+def _detach(ports: list[FramePort]) -> None:
+    for port in ports:
+        port.media = None
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="talkover-worker")
     ap.add_argument("--config", required=True, help="resolved config JSON written by the supervisor")
@@ -394,10 +411,15 @@ def main(argv: list[str] | None = None) -> int:
     gc.disable()
     worker = Worker(cfg, load_dialplan(cfg.dialplan), args.name, args.status_fd)
     try:
-        return worker.run()
+        code = worker.run()
     except pj.Error as exc:
         log.error("pjsua2 failed", error=exc.info(), sip=f"{cfg.sip.host}:{cfg.sip.port}")
-        return 3
+        code = 3
+    # Native libraries (pjsua2's SWIG destructors, livekit's Rust runtime) must not run their
+    # finalisers during interpreter teardown: pjsua is already destroyed, tokio panics.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":
