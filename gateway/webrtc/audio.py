@@ -28,7 +28,7 @@ SILENCE = bytes(FRAME_BYTES)
 class InboundAudio:
     """Caller audio waiting for the clock: a tiny jitter buffer of whole 20 ms frames."""
 
-    def __init__(self, prefetch: int = 2, max_frames: int = 8) -> None:
+    def __init__(self, prefetch: int = 2, max_frames: int = 12) -> None:  # 12: the clock catches up 200 ms
         self._frames: deque[bytes] = deque()
         self._prefetch, self._max = prefetch, max_frames
         self._filling = True  # after a gap, wait for `prefetch` frames before taking again
