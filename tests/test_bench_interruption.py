@@ -185,7 +185,9 @@ def test_quick_bench_two_variants(tmp_path: Path, capsys: pytest.CaptureFixture[
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_bad_arguments_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_arguments_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "old.pcap").write_bytes(b"")
+    assert interruption.run(interruption.Plan(workdir=str(tmp_path))) == 2  # would mix with an earlier run
     assert interruption.run(interruption.Plan(variants=["nope"])) == 2
     assert interruption.run(interruption.Plan(barge=0, backchannel=0, silent=0, echo=0, hold=0)) == 2
     assert interruption.run(interruption.Plan(barge_ms=50)) == 2

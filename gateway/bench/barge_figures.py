@@ -175,8 +175,10 @@ def _caller_figures(
     f.onset_t = caller[onset].t
     f.onset_ok = abs(onset - round(speech_start_s / 0.02)) <= ONSET_TOLERANCE
     f.greeting_cut = _greeting_cut(call, start_t, f.onset_t, greeting)
-    before = [p for p in call.agent_rtp if f.onset_t - 0.1 <= p.t < f.onset_t]
-    f.speaking_at_onset = bool(before) and all(_speech(p) for p in before[-3:])
+    # The last packets the agent sent before the onset (however long ago: a stalled sender
+    # was still in the middle of its greeting, and the stall is part of the latency).
+    before = [p for p in call.agent_rtp if p.t < f.onset_t][-3:]
+    f.speaking_at_onset = len(before) == 3 and all(_speech(p) for p in before)
     if not f.onset_ok:
         f.problem = f"speech onset at packet {onset}, manifest says {speech_start_s:g} s"
         return

@@ -16,6 +16,7 @@ its own). Times are the kernel's capture timestamps, so both directions share on
 from __future__ import annotations
 
 import bisect
+import ipaddress
 import re
 import shutil
 import signal
@@ -191,8 +192,6 @@ def _udp(ip: bytes, t: float) -> Datagram | None:
 
 
 def _v6(raw: bytes) -> str:
-    import ipaddress
-
     return str(ipaddress.IPv6Address(raw))
 
 

@@ -25,7 +25,6 @@ import dataclasses
 import math
 import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,9 +39,12 @@ from gateway.bench.sipp_driver import (
     BenchError,
     BenchServer,
     SippRun,
+    SippStats,
+    keep_dir_problem,
     manifest_clip,
     media_overrides,
     progress,
+    work_dir,
     write_noise_ulaw,
 )
 from gateway.config import MediaConfig
@@ -74,6 +76,7 @@ class Plan:
     barge_in_min_ms: int = 0  # 0 = the dialplan's default
     variants: list[str] = field(default_factory=lambda: ["default", "energy"])
     parallel: bool = False  # all kinds at once (quick mode), else one kind after another
+    workdir: str = ""  # keep captures and logs here ("" = a temp dir, removed)
 
     @classmethod
     def quick(cls) -> "Plan":
@@ -153,18 +156,13 @@ def _kind_runs(plan: Plan, server: BenchServer, work: Path, greeting_s: float) -
 
 
 def _wait_all(name: str, runs: list[tuple[str, SippRun]], server: BenchServer) -> None:
-    def tick(kind: str, total: int):  # type: ignore[no-untyped-def]
-        def show(stats: Any) -> None:
-            server.check_alive()
-            done = stats.successful + stats.failed
-            progress("interruption", f"[{name}] {kind}: {done}/{total} calls done, {stats.failed} failed, "
-                                     f"{stats.current} in progress")  # fmt: skip
-
-        return show
+    def tick(stats: SippStats) -> None:
+        server.check_alive()
+        line = ", ".join(f"{kind} {r.stats().successful + r.stats().failed}/{r.calls}" for kind, r in runs)
+        progress("interruption", f"[{name}] calls done: {line}; {stats.failed} failed")
 
     for kind, run in runs:
-        total = int(run.argv[run.argv.index("-m") + 1])
-        rc = run.wait(tick(kind, total), every_s=3.0)
+        rc = run.wait(tick, every_s=3.0)
         if rc != 0:
             progress("interruption", f"[{name}] {kind}: SIPp exited {rc}{run.report()}")
             for rec in server.log_records("hanging up")[-5:]:
@@ -197,8 +195,7 @@ def run_variant(name: str, plan: Plan, tmp: Path, greeting: figs.Greeting) -> Va
                 _wait_all(name, [kind_run], server)
         for kind, run in runs:
             stats = run.stats()
-            res.runs.append(KindRun(kind, int(run.argv[run.argv.index("-m") + 1]), run.returncode,
-                                    stats.failed, run.response_times_ms()))  # fmt: skip
+            res.runs.append(KindRun(kind, run.calls, run.returncode, stats.failed, run.response_times_ms()))
     except (BenchError, CaptureError) as exc:
         res.error = str(exc)
         progress("interruption", f"[{name}] FAILED: {exc}")
@@ -244,7 +241,7 @@ def run(plan: Plan, *, plot_path: Path | None = DEFAULT_PLOT, results: list[Vari
     got: list[VariantResult] = []
     t0 = time.monotonic()
     load_avg = [os.getloadavg()[0]]
-    with tempfile.TemporaryDirectory(prefix="talkover-bench-interruption-") as tmp:
+    with work_dir(plan.workdir, "talkover-bench-interruption-") as tmp:
         for name in plan.variants:
             progress("interruption", f"[{name}] starting ({os.cpu_count()} CPUs)")
             got.append(run_variant(name, plan, Path(tmp), greeting))
@@ -282,13 +279,13 @@ def _check(plan: Plan) -> str:
             return f"bench interruption needs {tool} on PATH (deploy/install.sh --test)"
     if os.geteuid() != 0:
         return "bench interruption captures with tcpdump on loopback: run it as root"
-    return ""
+    return keep_dir_problem(plan.workdir)
 
 
 def from_args(args: Any) -> int:
     plan = Plan.quick() if args.quick else Plan()
     for name in ("barge", "backchannel", "silent", "echo", "hold", "concurrent", "barge_ms", "noise_dbfs",
-                 "barge_in_min_ms", "greeting"):  # fmt: skip
+                 "barge_in_min_ms", "greeting", "workdir"):  # fmt: skip
         value = getattr(args, name, None)
         if value is not None:
             setattr(plan, name, value)
@@ -310,5 +307,6 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--noise-dbfs", type=float, help="the silent caller's line noise (default -55)")
     p.add_argument("--barge-in-min-ms", type=int, help="dialplan barge_in_min_ms (default: the dialplan's)")
     p.add_argument("--greeting", help="'long' (8 s melody, default) or a 16 kHz WAV")
-    p.add_argument("--quick", action="store_true", help="a few calls, one variant set, for tests")
+    p.add_argument("--workdir", help="keep the captures, SIPp and server logs here (a new or empty dir)")
+    p.add_argument("--quick", action="store_true", help="a few calls, all kinds at once, for tests")
     p.set_defaults(func=from_args)

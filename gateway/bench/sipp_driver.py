@@ -9,21 +9,24 @@ come from the config an operator would run plus one line, not from a disabled li
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
 import subprocess
 import sys
+import tempfile
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, ContextManager
 
 import numpy as np
 
 from gateway.bench import calls as launcher
 from gateway.bench.capture import G711
-from gateway.config import MediaConfig
+from gateway.config import MediaConfig, WebRtcConfig
 
 REPO = launcher.REPO
 SCENARIOS = REPO / "sipp_scenarios"
@@ -33,11 +36,27 @@ SIPP = launcher.SIPP
 LOAD_SOURCE_ALLOW = ["127.0.0.1/32"]  # SIPp runs on loopback: exempt from the flood limit, explicitly
 RTP_RANGE = 400
 STAT_PERIOD_S = 1
+CLK_TCK = os.sysconf("SC_CLK_TCK")
 BenchError = launcher.BenchError
 
 
 def progress(bench: str, text: str) -> None:
     print(f"bench {bench}: {text}", file=sys.stderr, flush=True)
+
+
+def work_dir(keep: str, prefix: str) -> ContextManager[str]:
+    """A temp dir removed afterwards, or `keep` (created; left with every capture, SIPp log and
+    server log in it, for a closer look)."""
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        return contextlib.nullcontext(keep)
+    return tempfile.TemporaryDirectory(prefix=prefix)
+
+
+def keep_dir_problem(keep: str) -> str:
+    if keep and Path(keep).exists() and any(Path(keep).iterdir()):
+        return f"--workdir {keep} must be new or empty"
+    return ""
 
 
 def media_overrides(wanted: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
@@ -79,6 +98,8 @@ class BenchServer(launcher._Server):
             "supervisor": {"drain_s": 5.0, "runtime_dir": str(self.work / "run"), "restart_backoff_s": 0.5},
             "log": {"format": "json", "level": "info"},
         }  # fmt: skip
+        if "enabled" in WebRtcConfig.__dataclass_fields__:
+            tables["webrtc"] = {"enabled": False}  # SIP only: no browser worker beside the one measured
         lines = [f"dialplan = {launcher._toml(str(self.dialplan_path))}"]
         for name, table in tables.items():
             lines.append(f"[{name}]")
@@ -124,8 +145,6 @@ class BenchServer(launcher._Server):
         """A counter/gauge from /metrics, summed over its label sets (those containing
         `labels`, e.g. 'outcome="rejected"', if given)."""
         try:
-            import urllib.request
-
             with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/metrics", timeout=5) as r:
                 text = r.read().decode()
         except OSError:
@@ -185,6 +204,7 @@ class SippRun:
         self.stat_path, self.err_path = work / "stat.csv", work / "errors.log"
         self.out_path = work / "sipp.out"
         self.timeout_s = timeout_s
+        self.calls = calls
         rate, period_ms = sipp_rate(rate_per_s)
         self.argv = [
             SIPP, "-sf", str(SCENARIOS / scenario), "-i", source_ip, "-p", str(launcher._free_port()),
@@ -326,5 +346,3 @@ def write_noise_ulaw(path: Path, seconds: float, level_dbfs: float, seed: int = 
 def cpu_ticks(pid: int) -> int:
     return launcher._cpu_ticks(pid)
 
-
-CLK_TCK = os.sysconf("SC_CLK_TCK")
