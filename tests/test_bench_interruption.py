@@ -16,7 +16,7 @@ import pytest
 from engine.agents.prompts import long_prompt, tone
 from gateway.bench import barge_figures as figs
 from gateway.bench import interruption
-from gateway.bench.capture import G711, read_calls
+from gateway.bench.capture import G711, CaptureError, read_calls
 from gateway.bench.sipp_driver import media_overrides, ulaw_encode
 from gateway.config import MediaConfig
 from tests.conftest import SCENARIOS, need
@@ -102,6 +102,23 @@ def test_barge_in_latency_from_a_known_capture(tmp_path: Path) -> None:
     # The agent's first quiet packet is the one at or after onset + 120 ms; the caller's
     # packets are 3 ms behind the grid, hence 117 ms (packet resolution: 20 ms).
     assert f.latency_ms is not None and 100 <= f.latency_ms <= 140, f.latency_ms
+
+
+def test_broken_captures_are_errors_or_partial_never_crashes(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.pcap"
+    bad.write_bytes(b"definitely not a pcap file")
+    with pytest.raises(CaptureError):
+        read_calls(bad)
+    good = tmp_path / "good.pcap"
+    _barge_call(good, stop_after_ms=120)
+    whole = good.read_bytes()
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(whole[: len(whole) // 2 + 7])  # tcpdump killed mid-write
+    (call,) = read_calls(cut)
+    assert 0 < len(call.agent_rtp) < 195 and call.bye_t is None
+    odd = tmp_path / "odd.pcap"
+    _pcap(odd, [(1.0, CALLER, GATEWAY, b"SIP/2.0 abc\r\nCall-ID: x\r\n\r\n"), (1.1, CALLER, GATEWAY, b"\x80" * 5)])
+    assert read_calls(odd) == []
 
 
 def test_a_misplaced_onset_and_a_missed_barge_in_are_not_counted(tmp_path: Path) -> None:

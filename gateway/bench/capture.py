@@ -256,7 +256,10 @@ def parse_sip(dg: Datagram) -> SipMessage | None:
     call_id = hdrs.get("call-id") or hdrs.get("i", "")
     cseq = hdrs.get("cseq", "0 ?").split()
     if first.startswith("SIP/2.0 "):
-        method, status, user = "", int(first.split()[1]), ""
+        code = first.split()[1:2]
+        if not code or not code[0].isdigit():
+            return None
+        method, status, user = "", int(code[0]), ""
     else:
         method, status = first.split()[0], 0
         m = _RURI_USER.match(first.split()[1])

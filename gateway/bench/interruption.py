@@ -26,6 +26,7 @@ import math
 import os
 import sys
 import time
+import wave
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -207,7 +208,10 @@ def run_variant(name: str, plan: Plan, tmp: Path, greeting: figs.Greeting) -> Va
         if res.server_rc != 0:
             progress("interruption", f"[{name}] talkover serve exited {res.server_rc}:\n{server.log_tail()}")
     if capture is not None and not res.error:
-        res.calls = _figures(work / "capture.pcap", server, greeting)
+        try:
+            res.calls = _figures(work / "capture.pcap", server, greeting)
+        except CaptureError as exc:
+            res.error = f"reading the capture: {exc}"
     return res
 
 
@@ -233,7 +237,11 @@ def run(plan: Plan, *, plot_path: Path | None = DEFAULT_PLOT, results: list[Vari
     if problem:
         print(f"talkover: {problem}", file=sys.stderr)
         return 2
-    pcm = load_prompt(plan.greeting)
+    try:
+        pcm = load_prompt(plan.greeting)
+    except (ValueError, OSError, EOFError, wave.Error) as exc:
+        print(f"talkover: --greeting {plan.greeting}: {exc}", file=sys.stderr)
+        return 2
     if pcm is None:
         print("talkover: bench interruption needs a greeting", file=sys.stderr)
         return 2
