@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     __import__("gateway.bench.engine", fromlist=["add_parser"]).add_parser(bench_sub)  # talkover bench engine
     __import__("gateway.bench.load", fromlist=["add_parser"]).add_parser(bench_sub)  # talkover bench load
     __import__("gateway.bench.interruption", fromlist=["add_parser"]).add_parser(bench_sub)  # ... interruption
+    __import__("gateway.bench.pool", fromlist=["add_parser"]).add_parser(bench_sub)  # talkover bench pool
     wr = bench_sub.add_parser("webrtc", help="concurrent WebRTC calls one worker process holds")
     wr.add_argument("--steps", default="1,2,4,8,12,16,24,32", help="call counts to measure, comma-separated")
     wr.add_argument("--seconds", type=float, default=6.0, help="measuring time per step")

@@ -1,0 +1,91 @@
+"""`talkover bench pool`: bad arguments refused, the step plan, the per-stage breakdown on
+known numbers, and the quick mode against real servers (1 worker alone, 2 behind Kamailio;
+SIPp, the echo agent, the full media chain) with figures inside loose bounds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway import cli
+from gateway.bench import pool, pool_report
+from gateway.bench.pool import PoolPlan, PoolRun, PoolStep, Usage
+from tests.conftest import need
+
+
+def test_bad_arguments_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    assert pool.run(PoolPlan(workers=[2, 1])) == 2
+    assert pool.run(PoolPlan(workers=[0])) == 2
+    assert pool.run(PoolPlan(hold_steps=[])) == 2
+    assert pool.run(PoolPlan(rates=[1, -2])) == 2
+    assert pool.run(PoolPlan(hold_s=1)) == 2
+    err = capsys.readouterr().err
+    assert "--workers" in err and "--hold-s" in err and "Traceback" not in err
+    assert cli.main(["bench", "pool", "--workers", "1,x"]) == 2
+    assert "comma-separated" in capsys.readouterr().err
+
+
+def test_each_worker_count_starts_at_the_previous_best_and_stays_under_the_cap() -> None:
+    assert pool._steps_from([4, 8, 12, 16, 24], 0, 4) == [4]
+    assert pool._steps_from([4, 8, 12, 16, 24], 8, 16) == [8, 12, 16]
+    assert pool._steps_from([4, 8, 12, 16, 24], 10, 32) == [8, 12, 16, 24]  # re-measures the last step it passed
+    assert pool._steps_from([2, 6], 0, 1) == []
+
+
+def test_breakdown_nests_the_chain_stages_and_subtracts_idle() -> None:
+    idle = Usage(window_s=3, cpu={"workers": 4.0, "engine": 1.0, "kamailio": 1.0, "supervisor": 1.0})
+    busy = Usage(window_s=50, cpu={"workers": 44.0, "engine": 11.0, "kamailio": 3.0, "supervisor": 1.0, "sipp": 5.0},
+                 stage_pct={"inbound": 10.0, "aec": 4.0, "vad": 5.0, "outbound": 3.0, "aec_far": 2.0},
+                 stage_us={"inbound": 400.0, "aec": 160.0, "vad": 200.0, "outbound": 120.0, "aec_far": 80.0})
+    step = PoolStep(2, "hold", 10, sipp_rc=0, ok=10, ended=10, both_ways=10, usage=busy)
+    run = PoolRun(2, idle=idle, hold=[step])
+    parts = {name.strip(): (us, pct, counted) for name, us, pct, counted in pool_report.breakdown(run)}
+    assert parts["media inbound"][:2] == (400.0, 1.0) and parts["aec"][1] == pytest.approx(0.4)
+    assert parts["rest of the stage"][0] == pytest.approx(40.0)  # inbound minus aec and vad, µs
+    assert parts["media chain, all stages"][1] == pytest.approx(1.3)  # inbound + outbound, per call
+    assert parts[pool_report.NOT_STAGES][1] == pytest.approx((44 - 4) / 10 - 1.3)
+    assert parts["engine"][1] == pytest.approx(1.0) and parts["kamailio"][1] == pytest.approx(0.2)
+    total = sum(pct for _, pct, counted in parts.values() if counted)
+    assert total == pytest.approx((44 + 11 + 3 + 1 - 7) / 10)  # talkover's processes, minus idle, per call
+    assert not parts["SIPp (load generator, same machine)"][2]
+
+
+@pytest.mark.timeout(150)
+def test_quick_pool(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    need("sipp")
+    need("kamailio")
+    plan = PoolPlan.quick_plan()
+    png = tmp_path / "pool.png"
+    results: list[pool.PoolResult] = []
+    code = pool.run(plan, plot_path=png, results=results)
+    out = capsys.readouterr()
+    assert code == 0, out.err[-4000:]
+    (res,) = results
+    assert [r.workers for r in res.runs] == [1, 2], out.err[-3000:]
+    one, two = res.runs
+    for r in res.runs:
+        assert r.server_rc == 0 and not r.error
+        assert len(r.first_call_ms) >= r.workers  # every worker got its warm-up call
+        assert 0 < r.idle.pss_mb < 4000 and r.idle.cpu["workers"] >= 0
+    assert [s.value for s in one.hold] == [2]  # 6 is above one worker's cap of 4
+    assert [s.value for s in two.hold][:1] == [2]  # starts at what 1 worker held (6 only if 2 passed)
+    for r in res.runs:
+        for s in r.hold + r.rate:
+            n = s.value if s.phase == "hold" else s.placed
+            assert s.sipp_rc == 0 and (s.ok, s.failed) == (n, 0), out.err[-3000:]
+            assert s.ended == s.ok and s.both_ways == s.ok, out.err[-3000:]  # audio both ways on every call
+            assert s.usage.window_s > 0 and s.usage.cpu["workers"] > 0
+            assert max(s.response_ms) < 5000
+    held6 = two.hold[-1]
+    assert held6.usage.pss_mb > two.idle.pss_mb and held6.usage.cpu["kamailio"] >= 0
+    per_call = pool_report._per_call(held6, two.idle, "server")
+    assert 0 < per_call < 100  # a busy server, not a spinning one
+    assert {"inbound", "aec", "vad"} <= set(held6.usage.stage_pct)  # the chain reported its stages
+    assert "held 5 s" in out.out and "vs 1 worker" in out.out and "(c) CPU per call by part" in out.out
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        assert not png.exists()
+    else:
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
