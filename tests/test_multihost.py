@@ -30,7 +30,7 @@ import pytest
 from gateway.supervisor.kamailio_rpc import Destination, KamailioRpc
 from tests.conftest import need
 from tests.support.gateway import REPO, Gateway, _toml, wait_until
-from tests.support.netns import Host, Lan, NetnsError, remove_stale, unavailable
+from tests.support.netns import Host, Lan, remove_stale, unavailable
 from tests.support.phone_client import Phone
 
 pytestmark = pytest.mark.timeout(240)

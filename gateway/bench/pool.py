@@ -36,8 +36,8 @@ from typing import Any
 
 from gateway.bench import calls as launcher
 from gateway.bench.calls import _wait_until
+from gateway.bench.pool_meter import Meter, Usage
 from gateway.bench.sipp_driver import AUDIO, BenchError, BenchServer, SippRun, progress
-from gateway.bench.sipp_driver import cpu_ticks as _ticks
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_PLOT = REPO / "artifacts" / "bench_pool.png"
@@ -46,8 +46,6 @@ CALLS_PER_WORKER = 4  # pjsua2's compiled cap (DESIGN.md)
 RAMP_PER_S = 20.0  # how fast a hold step places its calls
 SETTLE_S, PROGRESS_S, IDLE_S = 1.0, 5.0, 3.0
 CALLER_SHARE, AGENT_FRAMES = 0.7, 10  # audio both ways: caller frames vs ticks, agent frames sent
-GROUPS = ("workers", "engine", "kamailio", "supervisor")
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -74,22 +72,6 @@ class PoolPlan:
         if self.hold_s < 3 or self.rate_s < 1 or self.call_s < 1:
             return "--hold-s must be >= 3, --rate-s and --call-s >= 1"
         return ""
-
-
-@dataclass
-class Usage:
-    """CPU (% of one core) per process group and of the whole machine, over a window."""
-
-    window_s: float = 0.0
-    cpu: dict[str, float] = field(default_factory=dict)  # GROUPS + "sipp"
-    machine_pct: float = 0.0  # every process on the machine (out of 100 x CPUs)
-    stage_pct: dict[str, float] = field(default_factory=dict)  # media stages, clock-thread time
-    stage_us: dict[str, float] = field(default_factory=dict)  # mean µs per frame per stage
-    pss_mb: float = 0.0  # the server's processes at the window's end
-
-    @property
-    def server_pct(self) -> float:
-        return sum(self.cpu.get(g, 0.0) for g in GROUPS)
 
 
 @dataclass
@@ -197,6 +179,11 @@ class PoolServer(BenchServer):
         body = "".join(f"{k} = {launcher._toml(v)}\n" for k, v in self.entry.items())
         self.dialplan_path.write_text("[[entry]]\n" + body)
 
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
     def calls(self) -> list[dict[str, Any]]:
         """Every worker's calls."""
         code, body = self.get_json("/calls")
@@ -210,113 +197,6 @@ class PoolServer(BenchServer):
 
 
 # -- measuring ----------------------------------------------------------------------------------------
-
-
-def _process_tree(root: int) -> dict[int, str]:
-    """pid → group for `root` and all its descendants."""
-    parent: dict[int, int] = {}
-    cmd: dict[int, str] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                parent[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmd[int(entry)] = f.read().replace(b"\0", b" ").decode(errors="replace")
-        except (OSError, ValueError, IndexError):
-            continue
-    tree, frontier = {root: "supervisor"}, [root]
-    while frontier:
-        pid = frontier.pop()
-        for child, ppid in parent.items():
-            if ppid == pid and child not in tree:
-                c = cmd.get(child, "")
-                tree[child] = ("engine" if "engine.server" in c else "workers" if "gateway.sip.worker" in c
-                               else "kamailio" if "kamailio" in c else "supervisor")  # fmt: skip
-                frontier.append(child)
-    return tree
-
-
-def _pss_mb(pids: list[int]) -> float:
-    total_kb = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/smaps_rollup") as f:
-                total_kb += next((int(ln.split()[1]) for ln in f if ln.startswith("Pss:")), 0)
-        except OSError:
-            continue
-    return total_kb / 1024
-
-
-def _machine_ticks() -> tuple[int, int]:
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    return sum(v), v[3] + v[4]  # (total, idle + iowait)
-
-
-def _safe_ticks(pid: int) -> int:
-    try:
-        return _ticks(pid)
-    except BenchError:
-        return 0
-
-
-def _stage_totals(server: PoolServer) -> dict[str, tuple[float, float]]:
-    """stage → (seconds, frames) so far, summed over the workers (/metrics)."""
-    out: dict[str, tuple[float, float]] = {}
-    for line in _metrics_text(server).splitlines():
-        for name, i in (("talkover_media_stage_seconds_total{", 0), ("talkover_media_stage_frames_total{", 1)):
-            if line.startswith(name) and 'stage="' in line:
-                stage = line.split('stage="', 1)[1].split('"', 1)[0]
-                pair = list(out.get(stage, (0.0, 0.0)))
-                pair[i] += float(line.rsplit(None, 1)[-1])
-                out[stage] = (pair[0], pair[1])
-    return out
-
-
-def _metrics_text(server: PoolServer) -> str:
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/metrics", timeout=5) as r:
-            return r.read().decode()
-    except OSError:
-        return ""
-
-
-class Meter:
-    """Snapshots at construction; `read()` gives the usage since then."""
-
-    def __init__(self, server: PoolServer, sipp_pid: int | None = None) -> None:
-        assert server.proc is not None
-        self.server, self.sipp_pid = server, sipp_pid
-        self.tree = _process_tree(server.proc.pid)
-        self.t0 = time.monotonic()
-        self.ticks0 = {pid: _safe_ticks(pid) for pid in self.tree}
-        self.sipp0 = _safe_ticks(sipp_pid) if sipp_pid else 0
-        self.machine0 = _machine_ticks()
-        self.stages0 = _stage_totals(server)
-
-    def read(self) -> Usage:
-        wall = max(time.monotonic() - self.t0, 1e-9)
-        k = 100.0 / CLK_TCK
-        cpu = {g: 0.0 for g in GROUPS}
-        for pid, group in self.tree.items():
-            now = _safe_ticks(pid)
-            if now:
-                cpu[group] += (now - self.ticks0[pid]) * k / wall
-        cpu["sipp"] = (_safe_ticks(self.sipp_pid) - self.sipp0) * k / wall if self.sipp_pid else 0.0
-        total1, idle1 = _machine_ticks()
-        busy = (total1 - self.machine0[0]) - (idle1 - self.machine0[1])
-        machine = 100.0 * (os.cpu_count() or 1) * busy / max(1, total1 - self.machine0[0])
-        stages1 = _stage_totals(self.server)
-        stage_pct, stage_us = {}, {}
-        for stage, (secs, frames) in stages1.items():
-            s0, f0 = self.stages0.get(stage, (0.0, 0.0))
-            stage_pct[stage] = 100.0 * (secs - s0) / wall
-            stage_us[stage] = 1e6 * (secs - s0) / (frames - f0) if frames > f0 else 0.0
-        return Usage(wall, cpu, machine, stage_pct, stage_us, _pss_mb(list(self.tree)))
 
 
 def _audio_figures(step: PoolStep, records: list[dict[str, Any]], tag: str) -> None:
@@ -351,7 +231,7 @@ def run_step(step: PoolStep, server: PoolServer, work: Path, plan: PoolPlan) -> 
     started = time.monotonic()
     sipp.start()
     sipp_pid = sipp.proc.pid if sipp.proc else None
-    meter: Meter | None = Meter(server, sipp_pid) if step.phase == "rate" else None
+    meter: Meter | None = Meter(server.pid, server.http_port, sipp_pid) if step.phase == "rate" else None
     window_end = math.inf  # the first BYE comes hold_s after the first ACK, seen here up to ~1.5 s late
     all_up_at, shown = 0.0, started
 
@@ -366,7 +246,7 @@ def run_step(step: PoolStep, server: PoolServer, work: Path, plan: PoolPlan) -> 
             if not all_up_at and live >= n:
                 all_up_at = now
             if meter is None and all_up_at and all_up_at + SETTLE_S <= now < window_end:
-                meter = Meter(server, sipp_pid)
+                meter = Meter(server.pid, server.http_port, sipp_pid)
             if meter is not None and not step.usage.window_s and (now >= window_end or live < n):
                 step.usage = meter.read()
         if now - shown >= PROGRESS_S:
@@ -433,7 +313,7 @@ def measure_workers(w: int, plan: PoolPlan, prev: PoolRun | None, tmp: Path) -> 
         progress("pool", f"{w} workers up ({'behind Kamailio' if w > 1 else 'no front door'}); "
                          "a first call on each, then idle CPU...")
         res.first_call_ms = warm_up(server, work, w)
-        meter = Meter(server)
+        meter = Meter(server.pid, server.http_port)
         time.sleep(1.0 if plan.quick else IDLE_S)  # a measuring window, not synchronisation
         res.idle = meter.read()
         for n in _steps_from(plan.hold_steps, prev.max_held if prev else 0, res.cap):
