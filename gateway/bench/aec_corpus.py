@@ -14,7 +14,6 @@ benchmark can drive the real per-call chain tick by tick.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import soxr
