@@ -85,6 +85,9 @@ class WebRtcWorker:
                 await self.end(call, "worker stopping")
             self.link.stop()
             self.socket_path.unlink(missing_ok=True)
+            for sig in (signal.SIGTERM, signal.SIGINT):  # a repeated SIGTERM while exiting is no crash
+                self.loop.remove_signal_handler(sig)
+                signal.signal(sig, signal.SIG_IGN)
             log.info("webrtc worker stopped", name=self.name)
         return 0
 
