@@ -85,6 +85,20 @@ def test_backchannel_shorter_than_the_minimum_resumes_playback() -> None:
     assert len(tl.audio()) == before + 2 and tl.tc.state is TurnState.SPEAKING
 
 
+def test_backchannel_is_resumed_even_when_speech_stop_comes_after_the_minimum() -> None:
+    """The VAD's speech-stop arrives its hangover (500 ms) after a 200 ms "mm-hm" ended:
+    later than barge_in_min_ms, yet only 200 ms were voiced."""
+    tl = Timeline(barge_in_min_ms=300)
+    tl.event(EventKind.STARTED)
+    tl.frames(3)
+    tl.event(EventKind.SPEECH_START)
+    tl.frames(10, SPEECH)  # 200 ms "mm-hm"
+    tl.frames(25)  # the VAD's hangover
+    assert tl.commands() == []
+    tl.event(EventKind.SPEECH_STOP)
+    assert tl.commands() == [CommandKind.RESUME] and tl.tc.state is TurnState.SPEAKING
+
+
 def test_not_interruptible_agent_keeps_talking() -> None:
     tl = Timeline(interruptible=False)
     tl.event(EventKind.STARTED)

@@ -40,6 +40,11 @@ from engine.session import (
 )
 
 
+def _level_dbfs(pcm: bytes) -> float:
+    x = np.frombuffer(pcm, dtype=np.int16).astype(np.float32)
+    return 10.0 * float(np.log10(float(np.dot(x, x)) / max(1, x.size) / 32768.0**2 + 1e-12))
+
+
 class TurnState(enum.Enum):
     LISTENING = "listening"
     RESPONDING = "responding"
@@ -54,6 +59,7 @@ class TurnSettings:
     end_of_turn_ms: int = 200
     preroll_ms: int = 200  # caller audio kept from before the VAD's speech-start
     lead_frames: int = 3  # agent frames emitted ahead of playout
+    voiced_dbfs: float = -50.0  # a caller frame this loud counts towards barge_in_min_ms
     end_of_turn_max_ms: int = 1500  # streaming agents: silence that ends a turn without the model's signal
 
     @classmethod
@@ -79,6 +85,7 @@ class TurnController:
         self._pending: list[bytes] = []  # frames of the current utterance not yet emitted
         self._unfinished = False  # emitted, waiting for the gateway's FINISHED
         self._barge_t0: float | None = None  # caller speech started over the agent at this time
+        self._barge_voiced_ms = 0  # voiced caller audio since then
         self._in_speech = False
         self._turn: list[bytes] = []
         self._preroll: list[bytes] = []
@@ -99,8 +106,13 @@ class TurnController:
         else:
             self._preroll.append(pcm)
             del self._preroll[: -max(1, self.settings.preroll_ms // FRAME_MS)]
-        if self._barge_t0 is not None and (t - self._barge_t0) * 1000 >= self.settings.barge_in_min_ms:
-            self._commit_barge_in(t)
+        if self._barge_t0 is not None:
+            # Count voiced time, not time since speech-start: the VAD's speech-stop comes its
+            # hangover (vad_stop_ms) after a backchannel ended, later than barge_in_min_ms.
+            if _level_dbfs(pcm) >= self.settings.voiced_dbfs:
+                self._barge_voiced_ms += FRAME_MS
+            if self._barge_voiced_ms >= self.settings.barge_in_min_ms:
+                self._commit_barge_in(t)
         if self._turn_end_due is not None and t >= self._turn_end_due and self._turn_over(t):
             self._end_caller_turn(t)
         if self._stream_open:
@@ -147,6 +159,7 @@ class TurnController:
         if self.state is TurnState.SPEAKING:
             if self.settings.interruptible and self._barge_t0 is None:
                 self._barge_t0 = t  # the gateway paused playout in this same tick
+                self._barge_voiced_ms = 0
                 self._note(t, "barge-in pause")
             elif not self.settings.interruptible:
                 self._turn = []  # the agent holds the floor: this speech is not a turn
