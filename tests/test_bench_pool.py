@@ -89,3 +89,12 @@ def test_quick_pool(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         assert not png.exists()
     else:
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_underrun_budget_is_per_call_minute() -> None:
+    step = PoolStep(1, "hold", 4, sipp_rc=0, ok=4, ended=4, both_ways=4, underruns=3, call_minutes=4.0)
+    assert not step.passed  # the criterion: none at all
+    step.underrun_budget = 1.0
+    assert step.passed  # 3 <= 1 per call-minute x 4 call-minutes
+    step.underruns = 5
+    assert not step.passed

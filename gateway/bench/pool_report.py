@@ -41,6 +41,14 @@ def best_hold(run: PoolRun) -> PoolStep | None:
     return passed[-1] if passed else None
 
 
+def _budget(per_min: float) -> str:
+    return "0 underruns" if not per_min else f"at most {per_min:g} underruns per call-minute (--underrun-budget)"
+
+
+def _underruns(s: PoolStep) -> str:
+    return f"{s.underruns} ({s.underruns / s.call_minutes:.1f}/min)" if s.call_minutes else str(s.underruns)
+
+
 def limit(run: PoolRun) -> str:
     """What stopped the hold steps: pjsua2's cap, the machine (a step below the cap failed), or the list."""
     if run.max_held >= run.cap:
@@ -79,7 +87,7 @@ def summary(res: PoolResult) -> list[str]:
     out.append(f"whole machine: {held} concurrent calls held {p.hold_s:g} s (target >= {TARGET_HELD}: "
                f"{'met' if held >= TARGET_HELD else 'NOT met'}), {rate:g} calls/s of {p.call_s:g} s calls "
                f"(target >= {TARGET_RATE:g}: {'met' if rate >= TARGET_RATE else 'NOT met'}); "
-               "each with 0 failed calls, 0 underruns, audio both ways")  # fmt: skip
+               f"each with 0 failed calls, {_budget(p.underrun_budget)}, audio both ways")  # fmt: skip
     if res.stopped_early:
         out.append(f"stopped adding workers: {res.stopped_early}")
     return out
@@ -94,7 +102,7 @@ def details(res: PoolResult) -> list[str]:
     for r in res.runs:
         for s in r.hold:
             u = s.usage
-            rows.append([str(r.workers), f"{s.value:g}", f"{s.ok}/{s.failed}", str(s.underruns),
+            rows.append([str(r.workers), f"{s.value:g}", f"{s.ok}/{s.failed}", _underruns(s),
                          f"{s.both_ways}/{s.ended}", str(s.retried), f"{u.cpu.get('workers', 0):.0f}",
                          f"{u.cpu.get('engine', 0):.0f}", f"{u.cpu.get('kamailio', 0):.0f}",
                          f"{_per_call(s, r.idle, 'server'):.1f}", f"{u.cpu.get('sipp', 0):.0f}",
@@ -110,7 +118,7 @@ def details(res: PoolResult) -> list[str]:
         for s in r.rate:
             u = s.usage
             cpu_s = u.server_pct / 100 * u.window_s / s.ok if s.ok else float("nan")
-            rows.append([str(r.workers), f"{s.value:g}", str(s.placed), f"{s.ok}/{s.failed}", str(s.underruns),
+            rows.append([str(r.workers), f"{s.value:g}", str(s.placed), f"{s.ok}/{s.failed}", _underruns(s),
                          f"{s.both_ways}/{s.ended}", str(s.retried), f"{u.server_pct:.0f}", f"{u.cpu.get('sipp', 0):.0f}",
                          f"{u.machine_pct:.0f}", f"{cpu_s:.2f}",
                          f"{_ms(s.response_ms, 50)}/{_ms(s.response_ms, 95)}/{_ms(s.response_ms, 100)}",
@@ -178,7 +186,8 @@ def tables(res: PoolResult) -> str:
     if res.load_avg:
         out.append(f"machine load average (1 min): {' -> '.join(f'{x:.1f}' for x in res.load_avg)} on "
                    f"{os.cpu_count()} CPUs (other work on the machine shows up in every figure)")  # fmt: skip
-    out += ["", "held/calls/s: the highest step with SIPp exit 0, 0 failed calls, 0 playout underruns and audio both "
+    out += ["", f"held/calls/s: the highest step with SIPp exit 0, 0 failed calls, {_budget(res.plan.underrun_budget)} "
+            "(a 20 ms tick inside an agent utterance with no frame from the engine) and audio both "
             "ways on every call (the workers' call summaries: caller frames through the chain >= 70 % of the call's "
             "ticks, agent audio handed to the sender). first call: INVITE->200 of one warm-up call per fresh worker, placed before measuring (a worker's first call loads the media libraries). limit: cap = pjsua2's 4 calls per worker, machine = a step "
             "below the cap failed. retried = INVITEs a worker refused that Kamailio sent to another (not failures). "
