@@ -17,6 +17,8 @@ from __future__ import annotations
 import time
 from typing import Protocol
 
+from engine.logs import get_logger
+
 from engine import wire
 from engine.session import (
     FRAME_BYTES,
@@ -34,6 +36,8 @@ from gateway.media.inbound import InboundChain
 from gateway.media.playout import PlayoutPosition, PlayoutQueue
 from gateway.media.timing import OUTBOUND
 from gateway.media.vad import VadEdge
+
+log = get_logger(component="media")
 
 FLUSH_TICKS = 50  # stage times to /metrics once a second
 
@@ -146,3 +150,22 @@ class CallMedia:
     def _report(self, state: PlayoutState, pos: PlayoutPosition, t: float) -> None:
         ev = SessionEvent(EventKind.PLAYOUT, t, playout=state, utterance=pos.utterance, position_ms=pos.position_ms)
         self._link.send_essential(wire.encode_event(self.slot, ev))
+
+
+class _NullLink:
+    def send(self, msg: bytes) -> bool:
+        return True
+
+    def send_essential(self, msg: bytes) -> bool:
+        return True
+
+
+def warm_media_chain(cfg: MediaConfig) -> None:
+    """Builds one throw-away chain so the first call does not wait for its DSP models."""
+    t0 = time.monotonic()
+    try:
+        CallMedia(0, _NullLink(), cfg, DialplanEntry(name="warm-up")).close()  # type: ignore[arg-type]
+    except Exception:
+        log.exception("media chain warm-up failed")
+        return
+    log.info("media chain warm", seconds=round(time.monotonic() - t0, 2))

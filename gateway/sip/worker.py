@@ -33,7 +33,7 @@ from gateway import metrics
 from gateway.config import Config, load_resolved
 from gateway.dialplan import Dialplan, load_dialplan
 from gateway.engine_link import EngineLink
-from gateway.media.chain import CallMedia
+from gateway.media.chain import CallMedia, warm_media_chain
 from gateway.media.port import FramePort
 from gateway.sip.account import GatewayAccount, create_accounts
 from gateway.sip.call import CallLeg, Phase, SipCall
@@ -73,6 +73,7 @@ class Worker:
     # -- lifecycle ----------------------------------------------------------------------
     def run(self) -> int:
         self.sip.start()
+        warm_media_chain(self.cfg.media)  # before the first INVITE: loading the DSP models takes ~2 s
         self.max_calls = min(self.cfg.sip.max_calls, pjsua_max_calls())
         # No loop variable may outlive _shutdown(): a FramePort still referenced after
         # libDestroy() aborts the process in pjmedia_conf_remove_port.

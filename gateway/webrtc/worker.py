@@ -32,7 +32,7 @@ from gateway import metrics
 from gateway.config import Config, load_resolved
 from gateway.dialplan import Dialplan, DialplanEntry, load_dialplan
 from gateway.engine_link import EngineLink
-from gateway.media.chain import CallMedia
+from gateway.media.chain import CallMedia, warm_media_chain
 from gateway.webrtc import metrics as rtc_metrics
 from gateway.webrtc.call import Phase, WebRtcCall
 from gateway.webrtc.ice import apply_ice_policy
@@ -72,7 +72,7 @@ class WebRtcWorker:
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, self.drain)
         clock = asyncio.create_task(self._clock())
-        self.warm = warm = asyncio.ensure_future(asyncio.to_thread(warm_media_chain, self.cfg))
+        self.warm = warm = asyncio.ensure_future(asyncio.to_thread(warm_media_chain, self.cfg.media))
         log.info("webrtc worker ready", name=self.name, max_calls=self.cfg.webrtc.max_calls,
                  socket=str(self.socket_path), host_addresses=self.cfg.webrtc.host_addresses)
         try:
@@ -311,25 +311,6 @@ class WebRtcWorker:
             self._status = None
             log.warning("supervisor gone: draining")
             self.drain()
-
-
-class _NullLink:
-    def send(self, msg: bytes) -> bool:
-        return True
-
-    def send_essential(self, msg: bytes) -> bool:
-        return True
-
-
-def warm_media_chain(cfg: Config) -> None:
-    """Builds one throw-away chain so the first call does not wait for its DSP models."""
-    t0 = time.monotonic()
-    try:
-        CallMedia(0, _NullLink(), cfg.media, DialplanEntry(name="warm-up")).close()  # type: ignore[arg-type]
-    except Exception:
-        log.exception("media chain warm-up failed")
-        return
-    log.info("media chain warm", seconds=round(time.monotonic() - t0, 2))
 
 
 def udp_sockets() -> int:
