@@ -30,7 +30,7 @@ from engine.logs import configure_logging, get_logger
 from engine.session import Command, CommandKind, EventKind, SessionEvent
 from gateway import metrics
 from gateway.config import Config, load_resolved
-from gateway.dialplan import Dialplan, DialplanEntry, load_dialplan
+from gateway.dialplan import Dialplan, load_dialplan
 from gateway.engine_link import EngineLink
 from gateway.media.chain import CallMedia, warm_media_chain
 from gateway.webrtc import metrics as rtc_metrics
