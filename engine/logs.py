@@ -31,7 +31,7 @@ def configure_logging(level: str = "info", fmt: str = "auto", process: str = "")
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, logging.INFO)),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),  # one write per line: processes share the log
         cache_logger_on_first_use=True,
     )
 
