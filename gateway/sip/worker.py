@@ -81,6 +81,11 @@ class Worker:
         self.free_ports = list(ports)
         self.accounts = create_accounts(self.cfg.sip, self._on_incoming)
         self.link.start()
+        # Everything made so far lives as long as the process: freezing it keeps the
+        # once-a-second collection at ~0 ms instead of ~80 ms with the GIL held (a media
+        # clock stall of that length every second).
+        gc.collect()
+        gc.freeze()
         log.info("worker ready", name=self.name, max_calls=self.max_calls, pjsua_cap=pjsua_max_calls())
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.drain())
