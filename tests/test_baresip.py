@@ -3,15 +3,22 @@ records what it hears; the greeting and the echo of its own speech must come bac
 
 from __future__ import annotations
 
+from typing import Callable
+
 import pytest
 
 from engine.agents.prompts import chime
 from tests.conftest import DATA, need
 from tests.support.audio import read_wav, xcorr
 from tests.support.baresip import Baresip
-from tests.support.gateway import Gateway, wait_until
+from tests.support.gateway import RAW_MEDIA, Gateway, wait_until
 
 SPEECH = DATA / "hours_joe_16k.wav"
+
+
+@pytest.fixture
+def gateway(gateway_factory: Callable[..., Gateway]) -> Gateway:
+    return gateway_factory(media=RAW_MEDIA)
 
 
 @pytest.mark.parametrize("codec", ["G722", "PCMU"])

@@ -12,14 +12,10 @@ import pytest
 from engine.agents.prompts import chime
 from tests.conftest import DATA
 from tests.support.audio import active_spans, read_wav, xcorr
-from tests.support.gateway import Gateway, wait_until
+from tests.support.gateway import RAW_MEDIA, Gateway, wait_until
 from tests.support.phone_client import Phone
 
 SPEECH = DATA / "hours_joe_16k.wav"
-# These tests compare waveforms across the call; the echo canceller and noise suppression
-# reshape them (AEC3: ~5 ms of delay, ~-2 dB, phase), so they run with both off. The full
-# chain has its own end-to-end tests: tests/test_media_chain_sip.py.
-RAW_MEDIA = {"aec": False, "noise": "off"}
 
 
 @pytest.fixture

@@ -67,6 +67,11 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval
         time.sleep(interval)
 
 
+# Tests that compare waveforms across a call run with the echo canceller and noise
+# suppression off: AEC3/NS reshape the caller's audio (~5 ms delay, ~-2 dB, phase). The
+# full chain has its own end-to-end tests (tests/test_media_chain_sip.py).
+RAW_MEDIA = {"aec": False, "noise": "off"}
+
 DEFAULT_ENTRY = {"name": "test", "numbers": ["*"], "agent": "echo", "greeting": "chime"}
 
 
