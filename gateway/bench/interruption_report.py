@@ -143,9 +143,11 @@ def plot(results: list["VariantResult"], path: Path) -> str:
     names = [r.name for r in results]
     fb = [false_barge_ins(r) for r in results]
     bc = [backchannel_stops(r) for r in results]
+    missed = [(len(r.of("barge")) - len(latencies(r)), len(r.of("barge"))) for r in results]
     x = range(len(results))
-    ax2.bar([i - 0.2 for i in x], [100 * a / b if b else 0 for a, b in fb], width=0.4, label="false barge-ins / 100 turns")
-    ax2.bar([i + 0.2 for i in x], [100 * a / b if b else 0 for a, b in bc], width=0.4, label="% backchannels that stopped it")
+    for k, (pairs, label) in enumerate(((missed, "% barge-ins with no stop measured"), (fb, "false barge-ins / 100 turns"),
+                                        (bc, "% backchannels that stopped it"))):  # fmt: skip
+        ax2.bar([i + (k - 1) * 0.27 for i in x], [100 * a / b if b else 0 for a, b in pairs], width=0.27, label=label)
     ax2.set_xticks(list(x), names)
     ax2.set_ylabel("%")
     ax2.grid(True, axis="y", alpha=0.3)
