@@ -18,7 +18,7 @@ def test_one_call_quick(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     need("sipp")
     results: list[CallsResult] = []
     png = tmp_path / "bench_calls.png"
-    code = bench_calls.run([1], seconds=4, quick=True, plot_path=png, results=results)
+    code = bench_calls.run([1], seconds=8, quick=True, plot_path=png, results=results)
     out = capsys.readouterr()
     assert len(results) == 1
     r = results[0]

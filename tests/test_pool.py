@@ -16,7 +16,10 @@ from tests.support.phone_client import Phone
 @pytest.fixture
 def pool(gateway_factory: Callable[..., Gateway]) -> Gateway:
     need("kamailio")
-    return gateway_factory(supervisor={"workers": 2, "drain_s": 3.0}, kamailio={"ping_interval_s": 1})
+    gw = gateway_factory(supervisor={"workers": 2, "drain_s": 3.0}, kamailio={"ping_interval_s": 1})
+    # /healthz is up with one SIP worker; these tests need both reporting
+    wait_until(lambda: all(w["up"] for w in gw.health()[1]["workers"]), 20, "both workers up")
+    return gw
 
 
 def pids(gw: Gateway) -> dict[str, int]:

@@ -72,8 +72,10 @@ class Worker:
 
     # -- lifecycle ----------------------------------------------------------------------
     def run(self) -> int:
+        # Before any SIP transport exists: loading the DSP models takes ~1.5 s, and an INVITE
+        # (or a dispatcher's OPTIONS) arriving meanwhile would find no account.
+        warm_media_chain(self.cfg.media)
         self.sip.start()
-        warm_media_chain(self.cfg.media)  # before the first INVITE: loading the DSP models takes ~2 s
         self.max_calls = min(self.cfg.sip.max_calls, pjsua_max_calls())
         # No loop variable may outlive _shutdown(): a FramePort still referenced after
         # libDestroy() aborts the process in pjmedia_conf_remove_port.
