@@ -46,6 +46,7 @@ SPEECH = f"{AUDIO / 'long_joe.ulaw'},-1,0"  # looping caller speech
 CALLS_PER_WORKER = 4  # pjsua2's compiled cap (DESIGN.md)
 RAMP_PER_S = 20.0  # how fast a hold step places its calls
 SETTLE_S, PROGRESS_S, IDLE_S = 1.0, 5.0, 3.0
+LEFTOVER_S = 40.0  # after SIPp ended, every call must be gone (pjsip's no-ACK timeout is 32 s)
 CALLER_SHARE, AGENT_FRAMES = 0.7, 10  # audio both ways: caller frames vs ticks, agent frames sent
 
 
@@ -58,6 +59,7 @@ class PoolPlan:
     rate_s: float = 30.0
     call_s: float = 2.0
     underrun_budget: float = 0.0  # playout underruns tolerated per call-minute (0 = the issue's criterion)
+    workdir: str = ""  # keep every server log and SIPp trace here ("" = a temp dir, removed)
     quick: bool = False
 
     @classmethod
@@ -75,6 +77,8 @@ class PoolPlan:
             return "--hold-s must be >= 3, --rate-s and --call-s >= 1"
         if self.underrun_budget < 0:
             return "--underrun-budget must be >= 0 underruns per call-minute"
+        if self.workdir and Path(self.workdir).exists() and any(Path(self.workdir).iterdir()):
+            return f"--workdir {self.workdir} is not empty"
         return ""
 
 
@@ -268,19 +272,40 @@ def run_step(step: PoolStep, server: PoolServer, work: Path, plan: PoolPlan) -> 
     stats = sipp.stats()
     step.placed, step.ok, step.failed = stats.created, stats.successful, stats.failed
     step.response_ms = sipp.response_times_ms()
-    _wait_until(lambda: server.check_alive() or not server.calls(), 20, "the gateway to end every call")
+    if step.sipp_rc != 0:
+        step.error = _sipp_reason(sipp)
+        progress("pool", f"{tag}: SIPp exited {step.sipp_rc}{sipp.report(600)}")
+    try:  # a call the caller has hung up on must end; pjsip gives up on a missing ACK after 32 s
+        _wait_until(lambda: server.check_alive() or not server.calls(), LEFTOVER_S, "the gateway to end every call")
+    except BenchError:
+        left = server.calls()
+        if not left:
+            raise  # the server died
+        step.error = f"{len(left)} call(s) still up {LEFTOVER_S:g} s after SIPp ended ({left[0].get('phase')})"
+        progress("pool", f"{tag}: {step.error}: {[c.get('call_id') for c in left]}")
     try:
         _wait_until(lambda: len([r for r in server.log_records("call ended", log_at)
                                  if r.get("called") == tag]) >= step.ok, 10, "every call's summary in the log")
     except BenchError:
-        step.error = "a call's summary is missing from the log (audio not verified)"
+        step.error = step.error or "a call's summary is missing from the log (audio not verified)"
     _audio_figures(step, server.log_records("call ended", log_at), tag)
     step.retried = int(server.metric("talkover_calls_total", 'outcome="rejected"')
                        + server.metric("talkover_sip_rejected_by_pjsua_total") - retried0)
-    if step.sipp_rc != 0:
-        progress("pool", f"{tag}: SIPp exited {step.sipp_rc}{sipp.report(600)}")
     if step.phase == "hold" and step.usage.window_s < 1.0:
-        step.error = f"no steady window (all {n} calls were not up together)"
+        step.error = step.error or f"no steady window (all {n} calls were not up together)"
+
+
+def _sipp_reason(sipp: SippRun) -> str:
+    """The first unexpected message SIPp logged ('received ...'), for the table."""
+    try:
+        text = sipp.err_path.read_text(errors="replace")
+    except OSError:
+        return "SIPp failed"
+    for line in text.splitlines():
+        if "received" in line:
+            return "SIPp: " + line.split("received", 1)[1].strip(" '\"")[:60]
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    return f"SIPp: {lines[-1][:60]}" if lines else "SIPp failed"
 
 
 def warm_up(server: PoolServer, work: Path, w: int) -> list[float]:
@@ -375,9 +400,10 @@ def measure_workers(w: int, plan: PoolPlan, prev: PoolRun | None, tmp: Path) -> 
 def measure(plan: PoolPlan) -> PoolResult:
     out = PoolResult(plan, load_avg=[os.getloadavg()[0]])
     with tempfile.TemporaryDirectory(prefix="talkover-bench-pool-") as tmp:
+        root = Path(plan.workdir) if plan.workdir else Path(tmp)
         for w in plan.workers:
             prev = out.runs[-1] if out.runs else None
-            run = measure_workers(w, plan, prev, Path(tmp))
+            run = measure_workers(w, plan, prev, root)
             out.runs.append(run)
             progress("pool", f"{w} workers: held {run.max_held} calls, {run.max_rate:g} calls/s")
             if run.error:
@@ -428,7 +454,7 @@ def from_args(args: Any) -> int:
     except ValueError as exc:
         print(f"talkover: --workers, --hold-steps and --rates want comma-separated numbers ({exc})", file=sys.stderr)
         return 2
-    for name in ("hold_s", "rate_s", "call_s", "underrun_budget"):
+    for name in ("hold_s", "rate_s", "call_s", "underrun_budget", "workdir"):
         if getattr(args, name) is not None:
             setattr(plan, name, getattr(args, name))
     return run(plan)
@@ -444,5 +470,6 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--call-s", type=float, help="length of the short calls (default 2)")
     p.add_argument("--underrun-budget", type=float, help="playout underruns a step may have per call-minute "
                    "(default 0, the issue's criterion; more separates CPU saturation from scheduling jitter)")
+    p.add_argument("--workdir", help="keep the servers' logs and SIPp's traces here (default: a temp dir, removed)")
     p.add_argument("--quick", action="store_true", help="tiny steps for tests (1 and 2 workers, seconds)")
     p.set_defaults(func=from_args)

@@ -73,7 +73,7 @@ def summary(res: PoolResult) -> list[str]:
     for r in res.runs:
         best = best_hold(r)
         cpu = _per_call(best, r.idle, "server") if best else float("nan")
-        mb = (best.usage.pss_mb - r.idle.pss_mb) / best.value if best else float("nan")
+        mb = best.usage.pss_mb / best.value if best else float("nan")  # every server process, shared pages split
         held_limit = limit(r)
         rows.append([str(r.workers), "Kamailio" if r.workers > 1 else "none (baseline)", str(r.max_held),
                      _x(r.max_held, base.max_held) if base else "-", f"{r.max_rate:g}",
@@ -96,7 +96,7 @@ def summary(res: PoolResult) -> list[str]:
 def details(res: PoolResult) -> list[str]:
     out = ["", "(a) concurrent calls held (CPU in % of one core over the steady window; /call = minus idle, / N)"]
     head = ["workers", "calls", "ok/failed", "underruns", "both ways", "retried", "workers %", "engine %",
-            "kamailio %", "talkover /call", "SIPp %", "machine %", "PSS MB", "clock gap max ms",
+            "kamailio %", "talkover /call", "SIPp %", "machine %", "PSS MB (+/call)", "clock gap max ms",
             "INVITE->200 p50/p95 ms", "pass"]  # fmt: skip
     rows = []
     for r in res.runs:
@@ -106,7 +106,8 @@ def details(res: PoolResult) -> list[str]:
                          f"{s.both_ways}/{s.ended}", str(s.retried), f"{u.cpu.get('workers', 0):.0f}",
                          f"{u.cpu.get('engine', 0):.0f}", f"{u.cpu.get('kamailio', 0):.0f}",
                          f"{_per_call(s, r.idle, 'server'):.1f}", f"{u.cpu.get('sipp', 0):.0f}",
-                         f"{u.machine_pct:.0f}", f"{u.pss_mb:.0f}", f"{s.tick_gap_max_ms:.0f}",
+                         f"{u.machine_pct:.0f}", f"{u.pss_mb:.0f} ({(u.pss_mb - r.idle.pss_mb) / s.value:+.1f})",
+                         f"{s.tick_gap_max_ms:.0f}",
                          f"{_ms(s.response_ms, 50)}/{_ms(s.response_ms, 95)}",
                          "yes" if s.passed else f"NO {s.error}"[:40]])  # fmt: skip
     out += _table(head, rows)
@@ -192,7 +193,9 @@ def tables(res: PoolResult) -> str:
             "ticks, agent audio handed to the sender). first call: INVITE->200 of one warm-up call per fresh worker, placed before measuring (a worker's first call loads the media libraries). limit: cap = pjsua2's 4 calls per worker, machine = a step "
             "below the cap failed. retried = INVITEs a worker refused that Kamailio sent to another (not failures). "
             "CPU from /proc/<pid>/stat of every server process (talkover = supervisor + engine + workers + Kamailio); "
-            "machine % from /proc/stat (includes SIPp and anything else running); memory = PSS."]  # fmt: skip
+            "machine % from /proc/stat (includes SIPp and anything else running). Memory: PSS of every server process; "
+            "MB/call = that total at the best hold step / its calls (call ports are made when a worker starts, so "
+            "memory grows with workers, not calls: +/call = the change from idle, per call)."]  # fmt: skip
     return "\n".join(out)
 
 
