@@ -263,7 +263,8 @@ async def test_capacity_hostile_offers_and_routing(gateway_factory: Callable[...
 async def test_codec_preference_of_the_caller(web_gw: Gateway, codec: str, expect: str) -> None:
     caller = await connected(web_gw, codec=codec)
     await until(turn(web_gw, "utterance #1 played", caller.call_id), 10, "greeting played")
-    call = (await until(web_gw.calls, 10, "the call in /calls"))[0]
+    # /calls is the worker's once-a-second status: wait for one that knows the codec
+    call = (await until(lambda: [c for c in web_gw.calls() if c.get("codec")], 10, "the call's codec in /calls"))[0]
     await caller.hangup()
     assert call["codec"] == expect
     assert xcorr(chime(), caller.audio()).peak > 0.6
