@@ -142,8 +142,9 @@ def test_stops_ignore_short_dips_and_natural_gaps() -> None:
     found = figs.stops(packets("#####" + run + "###"), 0, 10)
     assert len(found) == 1 and found[0][0] == pytest.approx(0.1) and found[0][1] == pytest.approx((5 + figs.SILENT_RUN) * 0.02)
     assert figs.stops(packets(run + "####"), 0, 10) == []  # silence before the agent ever spoke
-    speechy = np.concatenate([long_prompt(1.0), np.zeros(16000 // 2, np.int16), long_prompt(1.0)])
-    shape = figs.greeting_shape(speechy)
+    quiet = np.zeros(16000 // 2, np.int16)  # 0.5 s, like the lead and tail silence of a WAV prompt
+    speechy = np.concatenate([quiet, long_prompt(1.0), quiet, long_prompt(1.0), quiet])
+    shape = figs.greeting_shape(speechy)  # offsets from the first speech, as the agent's RTP starts there
     assert shape.gaps_s and abs(shape.gaps_s[0] - 1.0) <= 0.04 and shape.seconds == pytest.approx(2.5, abs=0.05)
 
 

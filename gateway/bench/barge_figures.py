@@ -65,8 +65,9 @@ class CallFigures:
 
 @dataclass
 class Greeting:
-    seconds: float
-    gaps_s: list[float]  # where the greeting itself falls silent (offsets from its start)
+    seconds: float  # from its first speech frame to the end of its last one
+    gaps_s: list[float]  # where it falls silent, from its first speech frame (a WAV's lead silence
+    # is never sent as speech, so the agent's first speech packet is that frame)
 
 
 def greeting_shape(pcm: np.ndarray, rate: int = 16000) -> Greeting:
@@ -74,12 +75,16 @@ def greeting_shape(pcm: np.ndarray, rate: int = 16000) -> Greeting:
     n = pcm.size // frame
     x = pcm[: n * frame].astype(np.float64).reshape(n, frame)
     level = 10 * np.log10(np.maximum((x * x).mean(axis=1), 1e-12)) - 20 * np.log10(32768.0)
+    loud = np.flatnonzero(level >= SPEECH_DBFS)
+    if loud.size == 0:
+        return Greeting(0.0, [])
+    first, last = int(loud[0]), int(loud[-1])
     gaps, run = [], 0
-    for i, quiet in enumerate(level < SPEECH_DBFS):
-        run = run + 1 if quiet else 0
+    for i in range(first, last + 1):
+        run = run + 1 if level[i] < SPEECH_DBFS else 0
         if run == SILENT_RUN:
-            gaps.append((i - SILENT_RUN + 1) * 0.02)
-    return Greeting(pcm.size / rate, gaps)
+            gaps.append((i - SILENT_RUN + 1 - first) * 0.02)
+    return Greeting((last + 1 - first) * 0.02, gaps)
 
 
 def _speech(p: RtpPacket) -> bool:
