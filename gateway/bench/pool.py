@@ -27,9 +27,11 @@ from __future__ import annotations
 import math
 import os
 import random
+import signal
 import socket
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -179,7 +181,8 @@ class PoolServer(BenchServer):
             "webrtc": {"enabled": False},
             "supervisor": {"workers": self.workers, "worker_port": _free_port_run(self.workers), "drain_s": 5.0,
                            "runtime_dir": str(self.work / "run"), "restart_backoff_s": 0.5},
-            "kamailio": {"ping_interval_s": 1},
+            # one UDP reader: parallel ones can relay a 180 after its 200, which SIPp (not a phone) fails the call on
+            "kamailio": {"ping_interval_s": 1, "children": 1},
             "log": {"format": "json", "level": "info"},
         }  # fmt: skip
         lines = [f"dialplan = {launcher._toml(str(self.dialplan_path))}"]
@@ -252,7 +255,7 @@ def run_step(step: PoolStep, server: PoolServer, work: Path, plan: PoolPlan) -> 
         server.check_alive()
         now = time.monotonic()
         if step.phase == "hold":
-            live = sum(1 for c in server.calls() if c.get("phase") == "confirmed")
+            live = sum(1 for c in server.calls() if c.get("phase") == "confirmed" and c.get("called") == tag)
             if live and window_end == math.inf:
                 window_end = now - 1.5 + plan.hold_s - 0.5
             if not all_up_at and live >= n:
@@ -266,7 +269,10 @@ def run_step(step: PoolStep, server: PoolServer, work: Path, plan: PoolPlan) -> 
             progress("pool", f"{step.workers} workers, {step.phase} {step.value:g}: {stats.successful} ok, "
                              f"{stats.failed} failed, {stats.current} in SIPp, {now - started:.0f} s")  # fmt: skip
 
-    step.sipp_rc = sipp.wait(tick, every_s=0.5)
+    try:
+        step.sipp_rc = sipp.wait(tick, every_s=0.5)
+    finally:
+        sipp.kill()  # only if still running (an error in tick, or the bench being stopped)
     if step.phase == "rate" and meter is not None:
         step.usage = meter.read()
     stats = sipp.stats()
@@ -275,10 +281,14 @@ def run_step(step: PoolStep, server: PoolServer, work: Path, plan: PoolPlan) -> 
     if step.sipp_rc != 0:
         step.error = _sipp_reason(sipp)
         progress("pool", f"{tag}: SIPp exited {step.sipp_rc}{sipp.report(600)}")
+    def mine() -> list[dict[str, Any]]:
+        server.check_alive()
+        return [c for c in server.calls() if c.get("called") == tag]
+
     try:  # a call the caller has hung up on must end; pjsip gives up on a missing ACK after 32 s
-        _wait_until(lambda: server.check_alive() or not server.calls(), LEFTOVER_S, "the gateway to end every call")
+        _wait_until(lambda: not mine(), LEFTOVER_S, "the gateway to end every call")
     except BenchError:
-        left = server.calls()
+        left = mine()
         if not left:
             raise  # the server died
         step.error = f"{len(left)} call(s) still up {LEFTOVER_S:g} s after SIPp ended ({left[0].get('phase')})"
@@ -430,7 +440,13 @@ def run(plan: PoolPlan, *, plot_path: Path | None = DEFAULT_PLOT, results: list[
         print(f"talkover: {problem}", file=sys.stderr)
         return 2
     t0 = time.monotonic()
-    res = measure(plan)
+    main = threading.current_thread() is threading.main_thread()
+    before = signal.signal(signal.SIGTERM, _stop) if main else None  # stopping the bench stops its server too
+    try:
+        res = measure(plan)
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, before)
     if results is not None:
         results.append(res)
     print(report.tables(res), flush=True)
@@ -438,6 +454,10 @@ def run(plan: PoolPlan, *, plot_path: Path | None = DEFAULT_PLOT, results: list[
         progress("pool", report.plot(res, plot_path))
     progress("pool", f"done in {time.monotonic() - t0:.0f} s")
     return 1 if any(r.error or r.server_rc != 0 for r in res.runs) else 0
+
+
+def _stop(*_: Any) -> None:
+    raise SystemExit(143)
 
 
 def _numbers(text: str, kind: type) -> list[Any]:
