@@ -78,7 +78,8 @@ def test_quick_pool(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
             assert s.usage.window_s > 0 and s.usage.cpu["workers"] > 0
             assert max(s.response_ms) < 5000
     held6 = two.hold[-1]
-    assert held6.usage.pss_mb > two.idle.pss_mb and held6.usage.cpu["kamailio"] >= 0
+    assert 0.5 * two.idle.pss_mb < held6.usage.pss_mb < 2 * two.idle.pss_mb  # call ports exist from the start
+    assert held6.usage.cpu["kamailio"] >= 0
     per_call = pool_report._per_call(held6, two.idle, "server")
     assert 0 < per_call < 100  # a busy server, not a spinning one
     assert {"inbound", "aec", "vad"} <= set(held6.usage.stage_pct)  # the chain reported its stages
