@@ -40,6 +40,8 @@ from typing import Any
 from gateway.bench import calls as launcher
 from gateway.bench.calls import _wait_until
 from gateway.bench.pool_meter import Meter, Usage
+from gateway.supervisor.kamailio import MAX_UNIX_PATH
+from gateway.supervisor.kamailio_rpc import KamailioError, KamailioRpc
 from gateway.bench.sipp_driver import AUDIO, BenchError, BenchServer, SippRun, progress
 
 REPO = Path(__file__).resolve().parents[2]
@@ -202,6 +204,19 @@ class PoolServer(BenchServer):
         """Every worker's calls."""
         code, body = self.get_json("/calls")
         return list(body.get("calls", [])) if code == 200 else []
+
+    def dispatching_to_all(self) -> bool:
+        """Kamailio's dispatcher has every worker active (it probes them once a second)."""
+        self.check_alive()
+        sock = (self.work / "run" / "kamailio" / "ctl.sock").absolute()
+        if len(str(sock)) > MAX_UNIX_PATH:  # Kamailio put its socket in a temp dir of its own
+            time.sleep(2.0)  # then: two of its probes, a measured wait rather than a condition
+            return True
+        try:
+            dests = KamailioRpc(str(sock)).destinations() if sock.exists() else []
+        except KamailioError:
+            return False
+        return len(dests) == self.workers and all(d.state == "active" for d in dests)
 
     def workers_up(self) -> bool:
         self.check_alive()
@@ -383,9 +398,9 @@ def measure_workers(w: int, plan: PoolPlan, prev: PoolRun | None, tmp: Path) -> 
     server = PoolServer(work / "server", w, entry)
     try:
         server.start()
-        _wait_until(server.workers_up, 30 + w, f"all {w} workers up")
+        _wait_until(server.workers_up, 30 + 2 * w, f"all {w} workers up")
         if w > 1:
-            time.sleep(2.0)  # Kamailio probes the workers once a second: let it see every one answer
+            _wait_until(server.dispatching_to_all, 30 + w, f"Kamailio dispatching to all {w} workers")
         progress("pool", f"{w} workers up ({'behind Kamailio' if w > 1 else 'no front door'}); "
                          "a first call on each, then idle CPU...")
         res.first_call_ms = warm_up(server, work, w)
