@@ -229,7 +229,8 @@ def plot(res: PoolResult, path: Path) -> str:
     runs = [r for r in res.runs if best_hold(r) is not None]
     if runs:
         run = max(runs, key=lambda r: (r.max_held, -r.workers))
-        parts = [(name, pct) for name, _, pct, _ in breakdown(run) if pct == pct and pct > 0]
+        parts = [(name.strip(), pct) for name, _, pct, counted in breakdown(run)  # parts that do not overlap
+                 if pct == pct and pct > 0 and (name.startswith("  ") or counted) and not name.startswith("media chain")]
         ax2.barh([n for n, _ in parts], [p for _, p in parts], color="tab:blue")
         ax2.set_xlabel("% of one core per call")
         ax2.set_title(f"CPU per call by part ({run.workers} workers, {best_hold(run).value:g} calls)", fontsize=10)  # type: ignore[union-attr]
