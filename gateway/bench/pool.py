@@ -105,12 +105,21 @@ class PoolStep:
     usage: Usage = field(default_factory=Usage)
     response_ms: list[float] = field(default_factory=list)
     error: str = ""
+    unreadable: list[str] = field(default_factory=list)  # result files/records that could not be read
 
     @property
     def passed(self) -> bool:
         audio = self.both_ways == self.ended == self.ok
         underruns_ok = self.underruns <= self.underrun_budget * self.call_minutes
-        return not self.error and self.sipp_rc == 0 and self.failed == 0 and underruns_ok and audio
+        readable = not self.unreadable
+        return readable and not self.error and self.sipp_rc == 0 and self.failed == 0 and underruns_ok and audio
+
+    @property
+    def reason(self) -> str:
+        """Why the step did not pass, as far as it is known (for the tables)."""
+        if self.unreadable:
+            return "unreadable: " + "; ".join(self.unreadable)
+        return self.error
 
 
 @dataclass
@@ -229,16 +238,47 @@ class PoolServer(BenchServer):
 
 
 def _audio_figures(step: PoolStep, records: list[dict[str, Any]], tag: str) -> None:
-    """Both-ways audio, underruns and clock gaps from the workers' "call ended" summaries."""
+    """Both-ways audio, underruns and clock gaps from the workers' "call ended" summaries. A
+    summary whose figures do not parse counts as ended without audio both ways, and says so."""
     mine = [r for r in records if str(r.get("called", "")) == tag and r.get("was") == "confirmed"]
     step.ended = len(mine)
+    unreadable = 0
     for r in mine:
-        ticks = max(1.0, float(r.get("age_s", 0.0)) / 0.02 - 25)  # the call's age counts from the INVITE
-        if int(r.get("frames_in", 0)) >= CALLER_SHARE * ticks and int(r.get("frames_out", 0)) >= AGENT_FRAMES:
+        try:
+            age_s = float(r.get("age_s", 0.0))
+            frames_in, frames_out = int(r.get("frames_in", 0)), int(r.get("frames_out", 0))
+            underruns = int(r.get("underruns", 0))
+            gap_ms = float((r.get("tick_gap") or {}).get("max_ms", 0.0))
+        except (TypeError, ValueError, AttributeError):
+            unreadable += 1
+            continue
+        ticks = max(1.0, age_s / 0.02 - 25)  # the call's age counts from the INVITE
+        if frames_in >= CALLER_SHARE * ticks and frames_out >= AGENT_FRAMES:
             step.both_ways += 1
-        step.underruns += int(r.get("underruns", 0))
-        step.call_minutes += float(r.get("age_s", 0.0)) / 60
-        step.tick_gap_max_ms = max(step.tick_gap_max_ms, float((r.get("tick_gap") or {}).get("max_ms", 0.0)))
+        step.underruns += underruns
+        step.call_minutes += age_s / 60
+        step.tick_gap_max_ms = max(step.tick_gap_max_ms, gap_ms)
+    if unreadable:
+        step.unreadable.append(f"{unreadable} call summaries")
+
+
+def read_sipp_results(step: PoolStep, sipp: SippRun) -> None:
+    """SIPp's counters (-trace_stat) and INVITE->200 times (-trace_rtt) into `step`. A file
+    that cannot be read (missing, cut short, not a file) is noted in step.unreadable: the step
+    then cannot pass (its calls are not verified), and the bench goes on to the next one."""
+    try:
+        lines = sipp.stat_path.read_text(errors="replace").splitlines()
+        if len(lines) < 2 or "TotalCallCreated" not in lines[0]:
+            raise ValueError(f"{len(lines)} lines, no counters")
+    except (OSError, ValueError) as exc:
+        step.unreadable.append(f"SIPp {sipp.stat_path.name} ({type(exc).__name__}: {exc})"[:120])
+    else:
+        stats = sipp.stats()
+        step.placed, step.ok, step.failed = stats.created, stats.successful, stats.failed
+    try:
+        step.response_ms = sipp.response_times_ms()
+    except OSError as exc:
+        step.unreadable.append(f"SIPp response times ({type(exc).__name__}: {exc})"[:120])
 
 
 def run_step(step: PoolStep, server: PoolServer, work: Path, plan: PoolPlan) -> None:
@@ -290,9 +330,7 @@ def run_step(step: PoolStep, server: PoolServer, work: Path, plan: PoolPlan) -> 
         sipp.kill()  # only if still running (an error in tick, or the bench being stopped)
     if step.phase == "rate" and meter is not None:
         step.usage = meter.read()
-    stats = sipp.stats()
-    step.placed, step.ok, step.failed = stats.created, stats.successful, stats.failed
-    step.response_ms = sipp.response_times_ms()
+    read_sipp_results(step, sipp)
     if step.sipp_rc != 0:
         step.error = _sipp_reason(sipp)
         progress("pool", f"{tag}: SIPp exited {step.sipp_rc}{sipp.report(600)}")
@@ -303,11 +341,10 @@ def run_step(step: PoolStep, server: PoolServer, work: Path, plan: PoolPlan) -> 
     try:  # a call the caller has hung up on must end; pjsip gives up on a missing ACK after 32 s
         _wait_until(lambda: not mine(), LEFTOVER_S, "the gateway to end every call")
     except BenchError:
-        left = mine()
-        if not left:
-            raise  # the server died
-        step.error = f"{len(left)} call(s) still up {LEFTOVER_S:g} s after SIPp ended ({left[0].get('phase')})"
-        progress("pool", f"{tag}: {step.error}: {[c.get('call_id') for c in left]}")
+        left = mine()  # raises if the server died
+        if left:  # else they ended just after the deadline
+            step.error = f"{len(left)} call(s) still up {LEFTOVER_S:g} s after SIPp ended ({left[0].get('phase')})"
+            progress("pool", f"{tag}: {step.error}: {[c.get('call_id') for c in left]}")
     try:
         _wait_until(lambda: len([r for r in server.log_records("call ended", log_at)
                                  if r.get("called") == tag]) >= step.ok, 10, "every call's summary in the log")
@@ -343,7 +380,10 @@ def warm_up(server: PoolServer, work: Path, w: int) -> list[float]:
                        keys={"rtp_file": SPEECH}, sets={"talk_ms": 1000}, timeout_s=60 + w, service=tag)  # fmt: skip
         sipp.start()
         sipp.wait(lambda _: server.check_alive(), every_s=1.0)
-        times += sipp.response_times_ms()
+        try:
+            times += sipp.response_times_ms()
+        except OSError as exc:  # only a figure for the table: the warm-up still counts
+            progress("pool", f"warm-up response times unreadable: {exc}")
         _wait_until(lambda: server.check_alive() or not server.calls(), 20, "the warm-up calls to end")
         seen |= {str(r.get("process")) for r in server.log_records("call ended", log_at)}
         if len(seen) >= w:
@@ -383,10 +423,15 @@ def _one_step(w: int, phase: str, value: float, server: PoolServer, work: Path, 
     what = f"hold {value:g} calls for {plan.hold_s:g} s" if phase == "hold" else \
         f"{value:g} calls/s of {plan.call_s:g} s calls for {plan.rate_s:g} s"
     progress("pool", f"{w} workers: {what}")
-    run_step(step, server, work, plan)
+    try:
+        run_step(step, server, work, plan)
+    except BenchError:
+        raise  # the server died or could not be reached: this worker count's run ends
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # a result that did not read as expected
+        step.unreadable.append(f"step results ({type(exc).__name__}: {exc})"[:160])
     if not step.passed:
         progress("pool", f"{w} workers: {phase} {value:g} failed: {step.failed} failed calls, {step.underruns} "
-                         f"underruns, audio both ways {step.both_ways}/{step.ended} {step.error}")  # fmt: skip
+                         f"underruns, audio both ways {step.both_ways}/{step.ended} {step.reason}")  # fmt: skip
     return step
 
 

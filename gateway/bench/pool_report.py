@@ -109,7 +109,7 @@ def details(res: PoolResult) -> list[str]:
                          f"{u.machine_pct:.0f}", f"{u.pss_mb:.0f} ({(u.pss_mb - r.idle.pss_mb) / s.value:+.1f})",
                          f"{s.tick_gap_max_ms:.0f}",
                          f"{_ms(s.response_ms, 50)}/{_ms(s.response_ms, 95)}",
-                         "yes" if s.passed else f"NO {s.error}"[:40]])  # fmt: skip
+                         "yes" if s.passed else f"NO {s.reason}"[:40]])  # fmt: skip
     out += _table(head, rows)
     out += ["", f"(b) calls per second ({res.plan.call_s:g} s calls placed for {res.plan.rate_s:g} s; CPU over the step)"]
     head = ["workers", "calls/s", "placed", "ok/failed", "underruns", "both ways", "retried", "talkover %",
@@ -123,7 +123,7 @@ def details(res: PoolResult) -> list[str]:
                          f"{s.both_ways}/{s.ended}", str(s.retried), f"{u.server_pct:.0f}", f"{u.cpu.get('sipp', 0):.0f}",
                          f"{u.machine_pct:.0f}", f"{cpu_s:.2f}",
                          f"{_ms(s.response_ms, 50)}/{_ms(s.response_ms, 95)}/{_ms(s.response_ms, 100)}",
-                         "yes" if s.passed else f"NO {s.error}"[:40]])  # fmt: skip
+                         "yes" if s.passed else f"NO {s.reason}"[:40]])  # fmt: skip
     out += _table(head, rows)
     return out
 
@@ -182,6 +182,10 @@ def breakdown_table(res: PoolResult) -> list[str]:
 def tables(res: PoolResult) -> str:
     out = summary(res) + details(res) + breakdown_table(res)
     for r in res.runs:
+        for s in r.hold + r.rate:
+            if s.unreadable:
+                out.append(f"UNREADABLE ({r.workers} workers, {s.phase} {s.value:g}; not counted as passed): "
+                           + "; ".join(s.unreadable))
         if r.error:
             out.append(f"ERROR ({r.workers} workers): {r.error}")
     if res.load_avg:
