@@ -34,7 +34,7 @@ PY=${PYTHON:-python3}
 .venv/bin/pip install -q --upgrade pip >/dev/null
 .venv/bin/pip install -q torch==2.13.0  # before anything that depends on torch: the CPU wheel, not CUDA
 if [ $want_test = 1 ]; then
-  .venv/bin/pip install -q -e '.[test,moshi]'
+  .venv/bin/pip install -q -e '.[test,moshi,data]'
   # Kyutai's moshi (tests/test_engine_moshi.py): its pins would pull a CUDA torch (7 GB), so without them
   .venv/bin/pip install -q --no-deps moshi==0.2.13
 else

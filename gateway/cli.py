@@ -56,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--config")
     check.add_argument("--dialplan")
     check.set_defaults(func=_check)
+    data = sub.add_parser("data", help="offline data: the synthetic corpus")
+    __import__("engine.data.synth", fromlist=["add_parser"]).add_parser(data.add_subparsers(dest="data", required=True))
     bench = sub.add_parser("bench", help="benchmarks that print figures")
     bench_sub = bench.add_subparsers(dest="bench", required=True)
     tr = bench_sub.add_parser("transport", help="per-frame cost of the gateway-engine transport")
