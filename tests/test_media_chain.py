@@ -265,32 +265,98 @@ def test_bad_media_config_is_refused_naming_the_key(tmp_path: Path, line: str, k
         load_config(path)
 
 
+def _noise_frame(rng: np.random.Generator, dbfs: float) -> np.ndarray:
+    x = rng.standard_normal(320)
+    return (x / np.sqrt(np.mean(x * x)) * 32768 * 10 ** (dbfs / 20)).astype(np.int16)
+
+
+def _scaled(frame: np.ndarray, db: float) -> np.ndarray:
+    return (frame.astype(np.float64) * 10 ** (db / 20)).astype(np.int16)
+
+
 def test_warmup_gate_holds_until_the_canceller_shows_20_db_then_lifts() -> None:
     from gateway.media.warmup import AecWarmup
 
+    rng = np.random.default_rng(1)
     w = AecWarmup(erle_db=20, margin_db=3, gate_dbfs=-50)
-    for _ in range(40):
-        w.far(-20.0)
-    assert w.floor_dbfs == pytest.approx(-23.0)
-    loud = 10 ** (-30 / 10)
-    for _ in range(50):
-        w.near(loud, loud / 10, in_speech=False)  # only 10 dB removed: still warming up
-    assert not w.done
-    for _ in range(49):
-        w.near(loud, loud / 1000, in_speech=False)  # 30 dB removed
+    sent = [_noise_frame(rng, -20.0) for _ in range(140)]
+    for f in sent[:40]:
+        w.far(f)
+    assert w.floor_dbfs == pytest.approx(-23.0, abs=0.05)
+
+    def tick(i: int, removed_db: float) -> None:  # the echo: this tick's frame 10 dB down
+        w.far(sent[i])
+        mic = _scaled(sent[i], -10)
+        w.near(mic, _scaled(mic, -removed_db), in_speech=False)
+
+    for i in range(40, 90):
+        tick(i, 10)  # only 10 dB removed: still warming up
+    assert not w.done and w.floor_dbfs > -30
+    for i in range(90, 139):
+        tick(i, 30)
     assert not w.done  # one window and a bit: not yet
-    w.near(loud, loud / 1000, in_speech=False)
+    tick(139, 30)
     assert w.done and w.floor_dbfs == -120.0
 
 
-def test_warmup_ends_on_a_line_with_no_echo_above_the_gate() -> None:
+def test_warmup_ends_once_every_lag_shows_the_line_brings_no_echo_back() -> None:
+    """Agent audio out, line noise 50 dB below it back: the echo could come back up to 600 ms
+    late, so the line is known echo-free only after every lag has seen enough agent audio."""
+    from gateway.media.echo_bound import GAIN_MIN_SAMPLES, LAGS
     from gateway.media.warmup import AecWarmup
 
+    rng = np.random.default_rng(2)
     w = AecWarmup(erle_db=20, margin_db=3, gate_dbfs=-50)
-    for _ in range(30):
-        w.far(-20.0)
-    for _ in range(99):
-        w.near(10 ** (-70 / 10), 10 ** (-80 / 10), in_speech=False)
-    assert not w.done
-    w.near(10 ** (-70 / 10), 10 ** (-80 / 10), in_speech=False)
-    assert w.done
+    ended = None
+    for i in range(200):
+        w.far(_noise_frame(rng, -20.0))
+        w.near(_noise_frame(rng, -70.0), _noise_frame(rng, -80.0), in_speech=False)
+        if w.done:
+            ended = i
+            break
+    assert ended is not None and LAGS + GAIN_MIN_SAMPLES - 1 <= ended < LAGS + 2 * GAIN_MIN_SAMPLES
+    assert w.bound.echo_free
+
+
+def test_echo_bound_learns_the_echo_path_gain_and_keeps_an_echoing_line_cancelled() -> None:
+    from gateway.media.echo_bound import EchoBound
+
+    rng = np.random.default_rng(4)
+    b = EchoBound()
+    sent = [_noise_frame(rng, float(rng.uniform(-40, -20))) for _ in range(150)]  # syllable-like levels
+    for i, f in enumerate(sent):  # echo 200 ms late at ERL 12 dB, line noise 40 dB below it
+        b.far(f)
+        echo = _scaled(sent[i - 10], -12).astype(np.int32) if i >= 10 else np.zeros(320, np.int32)
+        b.near(np.clip(echo + _noise_frame(rng, -72.0), -32768, 32767).astype(np.int16))
+    gains_db = 10 * np.log10(b.gains)
+    assert not b.echo_free
+    assert -12 - 3 <= gains_db[10] <= -12 + 10 + 3  # the true lag: the path's gain plus the margin
+    assert gains_db[10] == gains_db.max()
+
+
+def test_warmup_lets_a_caller_through_whom_no_echo_of_the_greeting_explains() -> None:
+    """A melody greeting (one tone) on an echo-free line, the caller speaking 15 dB below it:
+    no gate. Its own echo (delayed 120 ms, 6 dB down, broadband agent audio) keeps the gate."""
+    from gateway.media.warmup import AecWarmup
+
+    rng = np.random.default_rng(3)
+    tone = (32768 * 10 ** (-17 / 20) * np.sin(2 * np.pi * 440 * np.arange(320) / 16000)).astype(np.int16)
+    w = AecWarmup(erle_db=20, margin_db=3, gate_dbfs=-50)
+    for _ in range(40):
+        w.far(tone)
+        w.near(np.zeros(320, np.int16), np.zeros(320, np.int16), in_speech=False)
+    for _ in range(3):
+        w.far(tone)
+        caller = _noise_frame(rng, -35.0)
+        w.near(caller, caller, in_speech=False)
+    assert w.floor_dbfs == -120.0 and not w.done
+
+    echoing = AecWarmup(erle_db=20, margin_db=3, gate_dbfs=-50)
+    sent = [_noise_frame(rng, -20.0) for _ in range(80)]
+    floors = []
+    for i, f in enumerate(sent):
+        echoing.far(f)
+        mic = _scaled(sent[i - 6], -6) if i >= 6 else np.zeros(320, np.int16)
+        echoing.near(mic, mic, in_speech=False)
+        floors.append(echoing.floor_dbfs)
+    assert min(floors[10:]) > -30  # the echo never opened the gate

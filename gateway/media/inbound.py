@@ -4,7 +4,10 @@
     process(frame heard) → AEC → noise suppression → speech detector → (clean frame, edge)
 
 Until the canceller has shown that it removes the echo, speech-start needs a louder frame
-(gateway/media/warmup.py): the agent's greeting meets an unconverged canceller.
+(gateway/media/warmup.py): the agent's greeting meets an unconverged canceller. On a line
+that brings none of the agent's audio back (gateway/media/echo_bound.py) the canceller gets
+silence as its reference instead: it has nothing to cancel, and AEC3's suppressor would
+otherwise mute the caller whenever the agent talks.
 
 Nothing here may take the call down: a stage that raises (a native library refusing input,
 the VAD model failing) is logged once and switched off, and the frame passes through
@@ -24,8 +27,9 @@ from gateway.config import MediaConfig
 from gateway.media import timing
 from gateway.media.aec import EchoCanceller
 from gateway.media.detector import DetectorSettings, SpeechDetector
+from gateway.media.echo_bound import EchoBound
 from gateway.media.noise import NoiseGain
-from gateway.media.vad import EnergyVad, VadEdge, frame_dbfs, frame_power
+from gateway.media.vad import EnergyVad, VadEdge
 from gateway.media.warmup import AecWarmup
 
 SILENCE = bytes(FRAME_BYTES)
@@ -47,6 +51,7 @@ class InboundChain:
         """`threshold_dbfs`: the dialplan entry's energy gate (0 = the media config's)."""
         self._log = get_logger(call_id=call_id) if call_id else get_logger()
         self.aec: EchoCanceller | None = None
+        self.echo = EchoBound()
         if cfg.aec:
             self.aec = EchoCanceller(
                 SAMPLE_RATE,
@@ -66,7 +71,11 @@ class InboundChain:
         self.times = timing.StageTimes(cfg.stage_timing_sample)
         self.failures: list[str] = []
         self.warmup = AecWarmup(
-            cfg.aec_warmup_erle_db, cfg.aec_warmup_margin_db, settings.threshold_dbfs, enabled=self.aec is not None
+            cfg.aec_warmup_erle_db,
+            cfg.aec_warmup_margin_db,
+            settings.threshold_dbfs,
+            enabled=self.aec is not None,
+            bound=self.echo,
         )
 
     @property
@@ -78,10 +87,12 @@ class InboundChain:
         if self.aec is None:
             return
         t0 = _clock()
+        frame = np.frombuffer(SILENCE if pcm is None else pcm, dtype=np.int16)
+        self.echo.far(frame)
         if not self.warmup.done:
-            self.warmup.far(frame_dbfs(np.frombuffer(pcm, dtype=np.int16)) if pcm is not None else -120.0)
+            self.warmup.far(frame)
         try:
-            self.aec.far(SILENCE if pcm is None else pcm)
+            self.aec.far(SILENCE if pcm is None or self.echo.echo_free else pcm)
         except Exception as exc:  # noqa: BLE001 - a native stage must never stop the clock thread
             self._disable("aec", exc)
         self.times.add(timing.AEC_FAR, _clock() - t0)
@@ -91,6 +102,7 @@ class InboundChain:
         out = pcm
         if self.aec is not None:
             try:
+                self.echo.near(np.frombuffer(pcm, dtype=np.int16), judge=not self.warmup.done)
                 out = self.aec.near(pcm)
             except Exception as exc:  # noqa: BLE001
                 self._disable("aec", exc)
@@ -109,8 +121,7 @@ class InboundChain:
             t2 = t1
         edge = None
         if not self.warmup.done:
-            mic, clean = np.frombuffer(pcm, dtype=np.int16), np.frombuffer(out, dtype=np.int16)
-            self.warmup.near(frame_power(mic), frame_power(clean), self.detector.in_speech)
+            self.warmup.near(np.frombuffer(pcm, dtype=np.int16), np.frombuffer(out, dtype=np.int16), self.detector.in_speech)
         floor = self.warmup.floor_dbfs
         try:
             edge = self.detector.update(np.frombuffer(out, dtype=np.int16), t, floor)

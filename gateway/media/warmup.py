@@ -5,7 +5,10 @@ when the echo comes back late: ~2 s at 400-500 ms); until then its output still 
 echo at nearly full level and a speech detector would take the agent's own greeting for the
 caller. So, while the warm-up lasts, speech may only start from a frame no more than
 `margin_db` below the loudest frame sent in the last 600 ms: a caller can still barge in on
-the greeting by talking up; its echo cannot.
+the greeting by talking up; its echo cannot. And speech may start from any frame that no echo
+of the sent audio could explain (gateway/media/echo_bound.py): a caller talking at a normal
+level over the greeting — on an echo-free line the canceller has nothing to converge on, so
+without this the gate would stay for as long as the caller keeps talking.
 
 The warm-up ends on evidence, not on a timer: once the canceller has removed at least
 `erle_db` (input vs output power) from two 0.5 s windows in a row of frames heard while the
@@ -18,6 +21,11 @@ callers needed.
 
 from __future__ import annotations
 
+import numpy as np
+
+from gateway.media.echo_bound import EchoBound
+from gateway.media.vad import frame_dbfs, frame_power
+
 FAR_ACTIVE_DBFS = -50.0  # a sent frame this loud is agent audio (its echo may be in the next 600 ms)
 FAR_HISTORY = 30  # frames (600 ms): the echo comes back up to this late and still counts
 WINDOW = 25  # loud heard frames (0.5 s) per convergence check
@@ -26,11 +34,16 @@ QUIET_FRAMES = 100  # 2 s of agent audio with nothing heard above the gate: no e
 
 
 class AecWarmup:
-    __slots__ = ("erle_db", "margin_db", "done", "_gate", "_far", "_at", "_sent", "_n", "_mic", "_out", "_passed", "_quiet")
+    __slots__ = ("erle_db", "margin_db", "done", "bound", "_feeds_bound", "_gate", "_far", "_at", "_sent", "_n", "_mic", "_out", "_passed", "_quiet")
 
-    def __init__(self, erle_db: float, margin_db: float, gate_dbfs: float, enabled: bool = True) -> None:
+    def __init__(
+        self, erle_db: float, margin_db: float, gate_dbfs: float, enabled: bool = True, bound: EchoBound | None = None
+    ) -> None:
+        """`bound`: the call's EchoBound, fed by its owner; None: this warm-up feeds its own."""
         self.erle_db, self.margin_db = erle_db, margin_db
         self.done = not enabled
+        self._feeds_bound = bound is None
+        self.bound = bound or EchoBound()
         self._gate = 10 ** (gate_dbfs / 10)
         self._far = [-120.0] * FAR_HISTORY
         self._at = 0
@@ -39,8 +52,13 @@ class AecWarmup:
         self._passed = 0  # consecutive windows that met the criterion
         self._quiet = 0  # agent frames in a row after which nothing loud came back
 
-    def far(self, level_dbfs: float) -> None:
-        """The level of the frame just sent."""
+    def far(self, frame: np.ndarray) -> None:
+        """The frame just sent (int16 samples)."""
+        if self.done:
+            return
+        level_dbfs = frame_dbfs(frame)
+        if self._feeds_bound:
+            self.bound.far(frame)
         self._far[self._at] = level_dbfs
         self._at = (self._at + 1) % FAR_HISTORY
         if level_dbfs >= FAR_ACTIVE_DBFS:
@@ -49,12 +67,21 @@ class AecWarmup:
     @property
     def floor_dbfs(self) -> float:
         """The level a frame must reach to start speech (-120: no extra gate)."""
-        return -120.0 if self.done else max(self._far) - self.margin_db
+        if self.done or self.bound.unexplained:
+            return -120.0
+        return max(self._far) - self.margin_db
 
-    def near(self, mic_power: float, out_power: float, in_speech: bool) -> None:
-        """One heard frame: its mean-square power before and after the canceller."""
-        if self.done or in_speech or self._sent < FAR_HISTORY or max(self._far) < FAR_ACTIVE_DBFS:
+    def near(self, mic: np.ndarray, out: np.ndarray, in_speech: bool) -> None:
+        """One heard frame (int16 samples) before and after the canceller."""
+        if self.done:
             return
+        explained = not (self.bound.near(mic) if self._feeds_bound else self.bound.unexplained)
+        if self.bound.echo_free:
+            self.done = True  # nothing to cancel: the gate has nothing to protect against
+            return
+        if not explained or in_speech or self._sent < FAR_HISTORY or max(self._far) < FAR_ACTIVE_DBFS:
+            return  # the caller's own speech says nothing about the echo
+        mic_power, out_power = frame_power(mic), frame_power(out)
         if mic_power < self._gate:
             self._quiet += 1
             self.done = self._quiet >= QUIET_FRAMES
