@@ -29,7 +29,7 @@ def test_short_bench_prints_every_table_and_saves_plots(short_run: AecReport) ->
     text = PRINTED[0]
     for heading in ("Echo cancellation: ERLE", "Noise suppression / gain", "false starts / 100 agent turns", "p95 ms"):
         assert heading in text, text
-    assert text.count("targets:") == 2 and "no AEC" in text
+    assert text.count("targets:") == 3 and "no AEC" in text and "Barge-in on the greeting" in text
     assert all(p.is_file() and p.stat().st_size > 10_000 for p in short_run.plots) and len(short_run.plots) == 2
 
 
@@ -67,3 +67,13 @@ def test_cli_has_the_aec_bench(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["bench", "aec", "--help"])
     assert exit_info.value.code == 0 and "--short" in capsys.readouterr().out
+
+
+def test_the_caller_barges_in_on_the_greeting_of_an_echo_free_line(short_run: AecReport) -> None:
+    """AEC3 alone mutes such a caller while the agent talks (it never converges without an
+    echo): the chain must detect the line is echo-free and let the caller through."""
+    echo_free = [t for t in short_run.greeting_barge_ins if "ERL60" in t.path]
+    assert len(echo_free) == 4
+    assert all(t.detected == t.trials for t in echo_free), [(t.path, t.caller_db, t.detected) for t in echo_free]
+    loud = [t for t in short_run.greeting_barge_ins if t.caller_db == 0]
+    assert sum(t.detected for t in loud) >= 0.9 * sum(t.trials for t in loud)

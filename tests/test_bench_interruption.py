@@ -153,8 +153,7 @@ def test_stops_ignore_short_dips_and_natural_gaps() -> None:
 
 def test_uac_barge_in_scenario_interrupts_the_greeting(gateway_factory: Callable[..., Gateway]) -> None:
     need("sipp")
-    media, _ = media_overrides(interruption.VARIANTS["energy"])  # the plain energy VAD: no DSP in the way
-    gw = gateway_factory(media=media, entries=[{"name": "long", "numbers": ["*"], "greeting": "long"}])
+    gw = gateway_factory(media={}, entries=[{"name": "long", "numbers": ["*"], "greeting": "long"}])
     result = run_sipp(gw, "uac_barge_in.xml", "-key", "rtp_file", str(SCENARIOS / "audio" / "long_joe.ulaw") + ",1,0",
                       "-set", "barge_ms", "1000", "-set", "after_ms", "2500")  # fmt: skip
     assert result.returncode == 0, result.output
@@ -184,9 +183,11 @@ def test_quick_bench_two_variants(tmp_path: Path, capsys: pytest.CaptureFixture[
         assert all(c.agent_turn for c in r.calls)  # the greeting reached the caller in every call
         (hold,) = r.of("hold")
         assert hold.measured and hold.hold_speech_packets == 0 and hold.resumed_after_hold, hold
-    # The energy baseline (no DSP in the way) stops for every barge-in, fast.
-    lat = interruption.report.latencies(energy)
-    assert len(lat) == plan.barge and max(lat) < 1000, lat
+    # The energy baseline (no DSP in the way) stops for every barge-in, fast; so does the
+    # default chain (SIPp's line has no echo: the canceller must not mute the caller).
+    for r in results:
+        lat = interruption.report.latencies(r)
+        assert len(lat) == plan.barge and max(lat) < 1000, (r.name, lat)
     assert all(c.paused for c in energy.of("backchannel"))
     # The echo caller makes the baseline interrupt itself; an echo canceller must do better.
     energy_echo, _ = interruption.report.false_barge_ins(energy, ("echo",))

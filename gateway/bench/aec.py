@@ -5,7 +5,8 @@ Three parts, each printed as a table with its baseline side by side, plots under
      and 8 kHz, AEC3 (the chain's settings) next to no AEC;
   2. the noise-suppression / gain choice: the same measures for each candidate on a few paths;
   3. false and true barge-ins through the whole chain (gateway/bench/aec_bargein.py), next
-     to the same chain without its echo canceller.
+     to the same chain without its echo canceller;
+  4. barge-ins on the greeting, before the canceller has converged, on echo-free lines too.
 `--short` runs a small corpus (for tests/test_bench_aec.py); the full run takes a few minutes.
 """
 
@@ -145,6 +146,35 @@ def bargein_part(short: bool, cfg: MediaConfig) -> tuple[list[bi.FalseResult], l
     return falses, trues, base
 
 
+def echo_free_paths() -> list[bi.LinePath]:
+    """Lines that bring nothing of the agent back (ERL 60 dB, under line noise): most digital
+    trunks and softphones with their own canceller."""
+    spec = EchoPathSpec(60, 60, "hybrid", noise_dbfs=-65, seed=31)
+    return [bi.LinePath(spec, False), bi.LinePath(spec, True)]
+
+
+def greeting_part(short: bool, cfg: MediaConfig) -> list[bi.TrueResult]:
+    """The caller talks over the call's first turn: the canceller has not converged yet (or,
+    on an echo-free line, has nothing to converge on)."""
+    turns, cl = agent_turns(), callers()
+    paths = bargein_paths(short) + echo_free_paths()
+    trials, levels = (4 if short else 12), (0.0, -10.0)
+    prog = Progress("greeting barge-in", len(paths) * len(levels) * trials)
+    res = [
+        bi.greeting_barge_ins(p, cfg, turns, cl, db, trials, np.random.default_rng(5), lambda: prog.step(f"{db:g} dB {p.name}"))
+        for p in paths
+        for db in levels
+    ]
+    print("\n== Barge-in on the greeting (first turn: canceller not converged; ERL60 = no echo) ==")
+    print(f"{'echo path':<40}{'caller re agent':>16}|{'detected':>10}{'p50 ms':>8}{'p95 ms':>8}")
+    for t in res:
+        print(f"{t.path:<40}{t.caller_db:>13g} dB|{t.detected:>5}/{t.trials:<4}{_f(t.pct(50), 8)}{_f(t.pct(95), 8)}")
+    print("targets:")
+    _target(f">= {TARGET_DETECT:.0%} detected when the caller talks as loud as the agent", [t.rate >= TARGET_DETECT for t in res if t.caller_db == 0])
+    _target(f">= {TARGET_DETECT:.0%} detected 10 dB below the agent on echo-free lines", [t.rate >= TARGET_DETECT for t in res if t.caller_db < 0 and "ERL60" in t.path])
+    return res
+
+
 def plots(erle: list[er.CaseResult], trues: list[bi.TrueResult], falses: list[bi.FalseResult], base: list[bi.FalseResult], tag: str) -> list[Path]:
     try:
         import matplotlib
@@ -201,6 +231,7 @@ class AecReport:
     false_starts: list[bi.FalseResult]
     false_starts_no_aec: list[bi.FalseResult]
     barge_ins: list[bi.TrueResult]
+    greeting_barge_ins: list[bi.TrueResult]
     plots: list[Path]
 
 
@@ -211,11 +242,12 @@ def report(short: bool) -> AecReport:
     erle = erle_part(short)
     noise = noise_part(short)
     falses, trues, base = bargein_part(short, cfg)
+    greeting = greeting_part(short, cfg)
     pngs = plots(erle, trues, falses, base, "_short" if short else "")
     for p in pngs:
         print(f"plot: {p}")
     print(f"done in {time.monotonic() - t0:.0f} s")
-    return AecReport(erle, noise, falses, base, trues, pngs)
+    return AecReport(erle, noise, falses, base, trues, greeting, pngs)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -200,3 +200,34 @@ def true_barge_ins(
                 break
         progress()
     return res
+
+
+def greeting_barge_ins(
+    path: LinePath, cfg: MediaConfig, turns: list[np.ndarray], callers: list[tuple[str, np.ndarray, float]],
+    caller_db: float, trials: int, rng: np.random.Generator, progress: Callable[[], None] = lambda: None,
+) -> TrueResult:  # fmt: skip
+    """The caller cuts in 0.8-2.8 s into the call's first turn (the greeting), while the canceller
+    has not converged — or, on an echo-free line, has nothing to converge on. `caller_db` is
+    relative to the agent's own sent level (the echo may be absent)."""
+    res = TrueResult(path.name, caller_db)
+    agent_db = active_level_db(np.concatenate(turns))
+    for n in range(trials):
+        call = Call(path, cfg, np.concatenate(turns))
+        call.say(turns[0])
+        for _ in range(int(rng.integers(40, 140))):
+            call.tick()
+        _, clip, onset_s = callers[n % len(callers)]
+        clip = clip * 10 ** ((agent_db + caller_db - active_level_db(clip)) / 20)
+        onset = int(onset_s * 16000)
+        start = max(0, onset - int(rng.integers(0, FRAME_SAMPLES)))
+        clip, first_voiced = clip[start:], onset - start
+        res.trials += 1
+        for i in range(int(DETECT_WINDOW_S * 1000 / FRAME_MS)):
+            chunk = clip[i * FRAME_SAMPLES : (i + 1) * FRAME_SAMPLES]
+            call.tick(np.concatenate([chunk, np.zeros(FRAME_SAMPLES - len(chunk))]))
+            if call.media.barge_in_pauses:
+                res.detected += 1
+                res.delays_ms.append(((i + 1) * FRAME_SAMPLES - first_voiced) / 16.0)
+                break
+        progress()
+    return res
