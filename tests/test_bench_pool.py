@@ -147,3 +147,12 @@ def test_an_unreadable_sipp_summary_fails_only_its_step(tmp_path: Path, monkeypa
     assert "FileNotFoundError" in steps[1].reason
     res = pool.PoolResult(PoolPlan(), runs=[PoolRun(2, hold=steps)])
     assert "UNREADABLE (2 workers, hold 4" in pool_report.tables(res)
+
+
+def test_limit_is_the_machine_when_a_step_failed_before_a_step_down_passed() -> None:
+    ok = PoolStep(12, "hold", 24, sipp_rc=0, ok=24, ended=24, both_ways=24)
+    starved = PoolStep(12, "hold", 32, sipp_rc=0, ok=32, ended=32, both_ways=14)
+    assert pool_report.limit(PoolRun(12, hold=[starved, ok])) == "machine"
+    assert pool_report.limit(PoolRun(12, hold=[ok])) == "steps"
+    unread = PoolStep(12, "hold", 32, sipp_rc=0, ok=32, ended=32, both_ways=32, unreadable=["SIPp stat.csv"])
+    assert pool_report.limit(PoolRun(12, hold=[ok, unread])) == "unreadable"  # no verdict on the machine

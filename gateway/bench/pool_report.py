@@ -50,11 +50,14 @@ def _underruns(s: PoolStep) -> str:
 
 
 def limit(run: PoolRun) -> str:
-    """What stopped the hold steps: pjsua2's cap, the machine (a step below the cap failed), or the list."""
+    """What stopped the hold steps: pjsua2's cap, the machine (a step below the cap failed), a step
+    whose results could not be read, or the end of the list."""
     if run.max_held >= run.cap:
         return "cap"
-    if run.hold and not run.hold[-1].passed:
-        return "machine"
+    if any(not s.passed and not s.unreadable and s.value <= run.cap for s in run.hold):
+        return "machine"  # a step failed (the last one, or one above the step-down that passed)
+    if run.hold and run.hold[-1].unreadable:
+        return "unreadable"  # the climb stopped on a step whose results could not be read
     return "steps" if run.hold else "-"
 
 
