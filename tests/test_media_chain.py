@@ -360,3 +360,29 @@ def test_warmup_lets_a_caller_through_whom_no_echo_of_the_greeting_explains() ->
         echoing.near(mic, mic, in_speech=False)
         floors.append(echoing.floor_dbfs)
     assert min(floors[10:]) > -30  # the echo never opened the gate
+
+
+def test_an_echo_that_appears_on_an_echo_free_line_brings_the_canceller_back() -> None:
+    """Agent speech-like audio (levels rising and falling per frame) on a line with no echo,
+    then the far phone starts echoing it (80 ms, ERL 10 dB): the chain leaves echo-free mode
+    within half a second and warms up again, without the echo ever starting speech."""
+    from gateway.config import MediaConfig
+    from gateway.media.inbound import InboundChain
+
+    rng = np.random.default_rng(6)
+    chain = InboundChain(MediaConfig(vad="energy"))
+    sent = [_noise_frame(rng, float(rng.uniform(-40, -18))) for _ in range(400)]
+    free_at = back_at = None
+    rewarmed = False
+    for i, f in enumerate(sent):
+        chain.far(f.tobytes())
+        echo = _scaled(sent[i - 4], -10).astype(np.int32) if i >= 200 else np.zeros(320, np.int32)
+        heard = np.clip(echo + _noise_frame(rng, -70.0), -32768, 32767).astype(np.int16)
+        _, edge = chain.process(heard.tobytes(), i * 0.02)
+        assert edge is None, f"the echo started speech at frame {i}"
+        if free_at is None and chain.echo.echo_free:
+            free_at = i
+        if free_at is not None and back_at is None and not chain.echo.echo_free:
+            back_at, rewarmed = i, chain.warming_up
+    assert free_at is not None and free_at < 100
+    assert back_at is not None and 200 < back_at < 225 and rewarmed

@@ -38,7 +38,7 @@ def test_agent_echo_starts_no_speech_but_the_caller_is_heard_and_barges_in(gatew
         assert speech_starts(gw) == 0
         phone.play(CALLER)
         gw.wait_turn("caller turn ended", call_id, timeout=15)
-        assert speech_starts(gw) == 1
+        assert speech_starts(gw) == 1, gw.turns(call_id)
         # The echo agent says the caller's words back: speech that comes back as echo.
         gw.wait_turn("utterance #2 played", call_id, timeout=20)
         assert speech_starts(gw) == 1, f"the agent's echo was taken for the caller: {gw.turns(call_id)}"

@@ -102,7 +102,10 @@ class InboundChain:
         out = pcm
         if self.aec is not None:
             try:
-                self.echo.near(np.frombuffer(pcm, dtype=np.int16), judge=not self.warmup.done)
+                was_free = self.echo.echo_free
+                self.echo.near(np.frombuffer(pcm, dtype=np.int16), judge=was_free or not self.warmup.done)
+                if was_free != self.echo.echo_free:
+                    self._echo_changed(was_free)
                 out = self.aec.near(pcm)
             except Exception as exc:  # noqa: BLE001
                 self._disable("aec", exc)
@@ -131,6 +134,14 @@ class InboundChain:
         self.times.add(timing.VAD, t3 - t2)
         self.times.add(timing.INBOUND, t3 - t0)
         return out, edge
+
+    def _echo_changed(self, was_free: bool) -> None:
+        if was_free:
+            self.warmup.restart()
+            self._log.info("echo appeared on the line: the canceller gets the agent's audio again")
+        else:
+            self.warmup.done = True
+            self._log.info("no echo on the line: the canceller gets silence as its reference")
 
     def _disable(self, stage: str, exc: Exception) -> None:
         self.failures.append(stage)

@@ -47,6 +47,12 @@ class AecWarmup:
         self._gate = 10 ** (gate_dbfs / 10)
         self._far = [-120.0] * FAR_HISTORY
         self._at = 0
+        self.restart()
+        self.done = not enabled
+
+    def restart(self) -> None:
+        """Warm up again (an echo appeared on a line that had none: the canceller starts cold)."""
+        self.done = False
         self._sent = 0  # agent frames sent so far: the first echo may be 600 ms behind them
         self._n, self._mic, self._out = 0, 0.0, 0.0
         self._passed = 0  # consecutive windows that met the criterion
@@ -54,7 +60,7 @@ class AecWarmup:
 
     def far(self, frame: np.ndarray) -> None:
         """The frame just sent (int16 samples)."""
-        if self.done:
+        if self.done and not self.bound.echo_free:
             return
         level_dbfs = frame_dbfs(frame)
         if self._feeds_bound:
@@ -66,8 +72,10 @@ class AecWarmup:
 
     @property
     def floor_dbfs(self) -> float:
-        """The level a frame must reach to start speech (-120: no extra gate)."""
-        if self.done or self.bound.unexplained:
+        """The level a frame must reach to start speech (-120: no extra gate). On an echo-free
+        line (no canceller at work) the gate stays for what an echo could be: an echo that
+        appears there is not cancelled until the bound has seen enough of it."""
+        if self.bound.unexplained or (self.done and not self.bound.echo_free):
             return -120.0
         return max(self._far) - self.margin_db
 
