@@ -38,7 +38,12 @@ if TYPE_CHECKING:
 log = get_logger(component="engine")
 
 
-def make_slot_agent(settings: dict[str, object], scheduler: "BatchScheduler | MoshiBatch | None", number: int) -> Any:
+def make_slot_agent(settings: dict[str, object], scheduler: "BatchScheduler | MoshiBatch | None", number: int,
+                    call_id: str = "") -> Any:
+    if settings.get("agent") == "receptionist":
+        from engine.agents.receptionist.agent import ReceptionistAgent
+
+        return ReceptionistAgent(settings, call_id)
     moshi = False
     if scheduler is not None:  # torch is loaded already
         from engine.model.moshi_adapter import MoshiBatch
@@ -86,7 +91,7 @@ class Slot:
         self.log = get_logger(call_id=info.call_id, slot=number)
         self.recorder = CallRecorder(record_dir, info.call_id) if record_dir else None
         settings = TurnSettings.from_agent(info.agent)
-        agent = make_slot_agent(info.agent, scheduler, number)
+        agent = make_slot_agent(info.agent, scheduler, number, info.call_id)
         self.turns = TurnController(agent, settings, self._emit, self._turn_note)
 
     def _turn_note(self, t: float, what: str) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from gateway.tomlfile import ConfigError, TomlSource, build
 
-AGENTS = ("echo", "silent", "model", "moshi")  # the engine's agents; "model" and "moshi" need [engine] model
+AGENTS = ("echo", "silent", "receptionist", "model", "moshi")  # the engine's agents; "model" and "moshi" need [engine] model
 
 
 @dataclass

@@ -19,10 +19,27 @@ class AgentAction:
     reason: str = ""
 
 
+@dataclass(slots=True)
+class Reply:
+    """Speech, then optionally an action once the caller has heard all of it (dropped if the
+    caller cuts the speech off)."""
+
+    audio: np.ndarray | None
+    then: AgentAction | None = None
+
+
+class PendingReply(Protocol):
+    """A reply still being made off the engine's loop (e.g. a recognizer in another process).
+    The turn controller polls it once per caller frame."""
+
+    def poll(self) -> Reply | None:
+        """None until the reply is ready."""
+
+
 class Agent(Protocol):
     def greeting(self) -> np.ndarray | None: ...
 
-    def respond(self, caller_turn: np.ndarray) -> np.ndarray | None:
+    def respond(self, caller_turn: np.ndarray) -> np.ndarray | Reply | PendingReply | None:
         """The reply to a finished caller turn, or None to stay silent."""
 
     def on_dtmf(self, digit: str, duration_ms: int) -> np.ndarray | AgentAction | None: ...

@@ -13,6 +13,11 @@ The controller is clocked by the caller frames the gateway sends every 20 ms, so
 decision has a timestamp on the gateway's clock. It emits at most `lead_frames` agent
 frames ahead of playout so pausing and flushing stay cheap.
 
+An agent may answer a turn with a PendingReply (made off the engine's loop): the controller
+stays RESPONDING and polls it every frame; a reply that becomes ready while the caller is
+speaking again is dropped (the turn in progress gets its own). A Reply's action (transfer,
+hang up) is done when the gateway reports its speech FINISHED.
+
 A streaming agent (engine/agents/base.py StreamingAgent, e.g. the model agent) hears every
 caller frame, and its end-of-turn signal must agree with the VAD silence (or the silence
 outlasts `end_of_turn_max_ms`); its reply arrives a few frames at a time while it is made.
@@ -26,7 +31,7 @@ from typing import Callable
 
 import numpy as np
 
-from engine.agents.base import Agent, AgentAction
+from engine.agents.base import Agent, AgentAction, PendingReply, Reply
 from engine.session import (
     FRAME_MS,
     FRAME_SAMPLES,
@@ -94,6 +99,8 @@ class TurnController:
         self._streaming = bool(getattr(agent, "streaming", False))
         self._stream_open = False  # a streaming reply is still being made
         self._owed = 0  # frames playout wanted while a streaming reply had none ready
+        self._waiting: PendingReply | None = None  # a reply being made off the loop
+        self._then: tuple[int, AgentAction] | None = None  # (utterance, action once it has played)
 
     # -- inputs ---------------------------------------------------------------------------
     def on_frame(self, t: float, pcm: bytes) -> None:
@@ -117,6 +124,8 @@ class TurnController:
             self._end_caller_turn(t)
         if self._stream_open:
             self._pull(t)
+        if self._waiting is not None:
+            self._poll_reply(t)
         if self.state is TurnState.SPEAKING and self._barge_t0 is None:
             if self._streaming:
                 self._owed += 1
@@ -180,7 +189,7 @@ class TurnController:
 
     def _commit_barge_in(self, t: float) -> None:
         self._barge_t0 = None
-        self._pending, self._unfinished = [], False
+        self._pending, self._unfinished, self._then = [], False, None
         if self._stream_open:
             self._stream_open = False
             self.agent.stop_reply()  # type: ignore[attr-defined]
@@ -199,7 +208,37 @@ class TurnController:
             self._pending, self._stream_open, self._owed = [], True, 0
             self.agent.start_reply(t)  # type: ignore[attr-defined]
             return
-        self._speak(self.agent.respond(audio), t, "reply")
+        self._waiting = None  # a reply to an earlier turn still being made is superseded
+        self._answer(self.agent.respond(audio), t, "reply")
+
+    def _answer(self, answer: "np.ndarray | Reply | PendingReply | None", t: float, what: str) -> None:
+        if isinstance(answer, Reply):
+            self._speak(answer.audio, t, what)
+            if answer.then is not None:
+                if self.state is TurnState.SPEAKING:
+                    self._then = (self._utterance_id, answer.then)
+                else:
+                    self._act(answer.then, t)
+        elif answer is not None and hasattr(answer, "poll"):
+            self._waiting = answer  # type: ignore[assignment]
+            self._note(t, "reply pending")
+        else:
+            self._speak(answer, t, what)  # type: ignore[arg-type]
+
+    def _poll_reply(self, t: float) -> None:
+        assert self._waiting is not None
+        reply = self._waiting.poll()
+        if reply is None:
+            return
+        self._waiting = None
+        if self.state is not TurnState.RESPONDING or self._in_speech:
+            self._note(t, "reply dropped: the caller is speaking")
+            return
+        self._answer(reply, t, "reply")
+
+    def _act(self, action: AgentAction, t: float) -> None:
+        self._emit(Command(action.kind, t, action.target, action.reason))
+        self._note(t, f"action {action.kind.name.lower()}")
 
     def _turn_over(self, t: float) -> bool:
         """VAD silence has lasted end_of_turn_ms; a streaming agent's model must agree, up to a limit."""
@@ -262,6 +301,9 @@ class TurnController:
             if self.state is TurnState.SPEAKING and not self._pending:
                 self.state = TurnState.LISTENING
                 self._note(ev.t, f"utterance #{ev.utterance} played")
+            if self._then is not None and self._then[0] == ev.utterance:
+                action, self._then = self._then[1], None
+                self._act(action, ev.t)
         elif ev.playout is PlayoutState.FLUSHED:
             self.agent.on_interrupted(ev.utterance, ev.position_ms)
             self._note(ev.t, f"cut off: caller heard {ev.position_ms} ms of #{ev.utterance}")
@@ -272,7 +314,7 @@ class TurnController:
             return
         answer = self.agent.on_dtmf(ev.digit, ev.duration_ms)
         if isinstance(answer, AgentAction):
-            self._emit(Command(answer.kind, ev.t, answer.target, answer.reason))
+            self._act(answer, ev.t)
         elif answer is not None and self.state is not TurnState.SPEAKING:
             self._speak(answer, ev.t, f"dtmf {ev.digit}")
 

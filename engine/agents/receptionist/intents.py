@@ -25,7 +25,7 @@ RULES: dict[str, tuple[tuple[str, int], ...]] = {
     ),
     "book": (
         (r"\bbook(ing)?\b", 1), (r"\bbook (an|a|me|in)\b", 2), (r"\bappointments?\b", 1), (r"\bmake an appointment\b", 2),
-        (r"\b(schedule|scheduling)\b", 3), (r"\bfit me in\b", 3), (r"\bsee (the|a) dentist\b", 3),
+        (r"\bschedul(e|ed|ing)\b", 3), (r"\bfit me in\b", 3), (r"\bsee (the|a) dentist\b", 3),
         (r"\bfree appointments?\b", 2), (r"\b(checkup|check up|cleaning)\b", 1),
     ),
     "cancel": (
