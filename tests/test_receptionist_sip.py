@@ -1,0 +1,44 @@
+"""The receptionist over real SIP: a pjsua2 phone asks a `talkover serve` (full media chain)
+for the opening hours, hears the hours prompt, then asks for a person and gets a REFER.
+The questions are espeak-ng en-us+f3, a held-out caller voice (engine/data/voices.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from engine.agents.receptionist import prompts
+from tests.conftest import DATA
+from tests.support.audio import read_wav, xcorr
+from tests.support.gateway import Gateway
+from tests.support.phone_client import Phone
+
+DESK = "sip:frontdesk@127.0.0.1:5999"
+
+
+def test_caller_asks_for_the_hours_hears_them_then_asks_for_a_person_and_is_transferred(
+    gateway_factory: Callable[..., Gateway], tmp_path: Path
+) -> None:
+    entry = {"name": "reception", "numbers": ["*"], "agent": "receptionist", "greeting": "", "transfer_target": DESK}
+    gw = gateway_factory(entries=[entry])
+    with Phone() as phone:
+        phone.call(gw.uri(), codecs=["G722"])
+        phone.wait_state("CONFIRMED")
+        call_id = str(gw.only_call()["call_id"])
+        gw.wait_turn("utterance #1 played", call_id, timeout=20)  # the welcome prompt (8 s)
+        phone.record_start()
+        phone.play(DATA / "hours_f3_16k.wav")
+        gw.wait_turn("utterance #2 played", call_id, timeout=25)
+        phone.record_stop(tmp_path / "answer.wav")
+        phone.play(DATA / "person_f3_16k.wav")
+        refer = phone.wait_for("transfer_request", timeout=25)
+        phone.hangup()
+    assert refer["target"].strip("<>") == DESK
+    intents = [r["intent"] for r in gw.log_events("caller intent", call_id=call_id)]
+    assert intents == ["hours", "person"]
+    heard, _ = read_wav(tmp_path / "answer.wav")
+    hours = xcorr(prompts.load("hours"), heard).peak
+    others = {name: xcorr(prompts.load(name), heard).peak for name in ("fallback", "address", "book")}
+    assert hours > 0.7, f"hours prompt not heard: correlation {hours:.2f}"
+    assert all(hours > peak + 0.2 for peak in others.values()), (hours, others)
+    assert gw.wait_log("blind transfer (REFER)")["target"] == DESK
