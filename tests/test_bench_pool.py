@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from gateway import cli
-from gateway.bench import pool, pool_report
-from gateway.bench.pool import PoolPlan, PoolRun, PoolStep, Usage
+from gateway.bench import pool, pool_report, pool_step
+from gateway.bench.pool_meter import Usage
+from gateway.bench.pool_plan import PoolPlan, PoolResult, PoolRun, PoolStep
+from gateway.bench.sipp_driver import SippRun
 from tests.conftest import need
 
 
@@ -57,7 +59,7 @@ def test_quick_pool(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     need("kamailio")
     plan = PoolPlan.quick_plan()
     png = tmp_path / "pool.png"
-    results: list[pool.PoolResult] = []
+    results: list[PoolResult] = []
     code = pool.run(plan, plot_path=png, results=results)
     out = capsys.readouterr()
     assert code == 0, out.err[-4000:]
@@ -101,10 +103,10 @@ def test_underrun_budget_is_per_call_minute() -> None:
     assert not step.passed
 
 
-def _sipp_files(work: Path, stat: str | None, rtt: str | None) -> pool.SippRun:
+def _sipp_files(work: Path, stat: str | None, rtt: str | None) -> SippRun:
     """A finished SippRun's result files as SIPp leaves them (None: a directory where the file
     should be, which no read gets through)."""
-    sipp = pool.SippRun(work, "uac_call.xml", "127.0.0.1:5060", calls=2, limit=2, rate_per_s=1.0)
+    sipp = SippRun(work, "uac_call.xml", "127.0.0.1:5060", calls=2, limit=2, rate_per_s=1.0)
     for path, text in ((sipp.stat_path, stat), (work / "uac_call_1_rtt.csv", rtt)):
         if text is None:
             path.mkdir()
@@ -118,18 +120,18 @@ STAT_CSV = "StartTime;TotalCallCreated;CurrentCall;SuccessfulCall(C);FailedCall(
 
 def test_an_unreadable_sipp_summary_fails_only_its_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     good = PoolStep(1, "hold", 2, sipp_rc=0)
-    pool.read_sipp_results(good, _sipp_files(tmp_path / "good", STAT_CSV, "Date;rtd1\nx;12.5\ny;20\n"))
+    pool_step.read_sipp_results(good, _sipp_files(tmp_path / "good", STAT_CSV, "Date;rtd1\nx;12.5\ny;20\n"))
     assert (good.placed, good.ok, good.failed, good.response_ms) == (2, 2, 0, [12.5, 20.0]) and not good.unreadable
     for stat, rtt, what in ((None, "Date;rtd1\n", "stat.csv"), ("StartTime;\n", "Date;rtd1\n", "stat.csv"),
                             (STAT_CSV, None, "response times")):
         step = PoolStep(1, "hold", 2, sipp_rc=0, ended=2, both_ways=2)
-        pool.read_sipp_results(step, _sipp_files(tmp_path / f"bad{len(what)}{stat is None}", stat, rtt))
+        pool_step.read_sipp_results(step, _sipp_files(tmp_path / f"bad{len(what)}{stat is None}", stat, rtt))
         assert not step.passed and what in step.reason, step.reason
     # a call summary whose figures do not parse: ended, not audio both ways, and said so
     records = [{"called": "t", "was": "confirmed", "age_s": 5.0, "frames_in": 240, "frames_out": 50},
                {"called": "t", "was": "confirmed", "age_s": None, "tick_gap": "?"}]
     step = PoolStep(1, "hold", 2, sipp_rc=0, ok=2)
-    pool._audio_figures(step, records, "t")
+    pool_step.audio_figures(step, records, "t")
     assert (step.ended, step.both_ways, step.unreadable) == (2, 1, ["1 call summaries"])
     # anything else a step cannot read fails that step, and the climb goes on to report it
     calls: list[float] = []
@@ -145,7 +147,7 @@ def test_an_unreadable_sipp_summary_fails_only_its_step(tmp_path: Path, monkeypa
     steps = pool._step_through(2, "hold", [2, 4, 8], [1, 2, 4, 8], None, tmp_path, PoolPlan())  # type: ignore[arg-type]
     assert calls == [2, 4] and [s.passed for s in steps] == [True, False]
     assert "FileNotFoundError" in steps[1].reason
-    res = pool.PoolResult(PoolPlan(), runs=[PoolRun(2, hold=steps)])
+    res = PoolResult(PoolPlan(), runs=[PoolRun(2, hold=steps)])
     assert "UNREADABLE (2 workers, hold 4" in pool_report.tables(res)
 
 

@@ -29,7 +29,7 @@ import pytest
 
 from gateway.supervisor.kamailio_rpc import Destination, KamailioRpc
 from tests.conftest import need
-from tests.support.gateway import REPO, Gateway, _toml, wait_until
+from tests.support.gateway import REPO, Gateway, toml_value, wait_until
 from tests.support.netns import Host, Lan, remove_stale, unavailable
 from tests.support.phone_client import Phone
 
@@ -70,8 +70,8 @@ class FrontDoor:
     def start(self, log_path: Path) -> FrontDoor:
         config = self.run_dir / "frontdoor.toml"
         kam = {"workers": self.workers, "ping_interval_s": PING_S, "no_answer_s": NO_ANSWER_S}
-        lines = ["[sip]", f"host = {_toml(self.host.address)}", f"port = {SIP_PORT}", 'transports = ["udp"]',
-                 "[kamailio]", *(f"{k} = {_toml(v)}" for k, v in kam.items()), "[log]", 'format = "json"']
+        lines = ["[sip]", f"host = {toml_value(self.host.address)}", f"port = {SIP_PORT}", 'transports = ["udp"]',
+                 "[kamailio]", *(f"{k} = {toml_value(v)}" for k, v in kam.items()), "[log]", 'format = "json"']
         config.write_text("\n".join(lines) + "\n")
         argv = [sys.executable, "-m", "gateway.supervisor.kamailio_cli", "run", "--config", str(config),
                 "--run-dir", str(self.run_dir)]

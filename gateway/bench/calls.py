@@ -16,55 +16,37 @@ SIGTERM. CPU comes from /proc/<pid>/stat (utime + stime, in clock ticks): "% of 
 is CPU seconds per wall second x 100. Per call = (total - idle) / N.
 
 The table goes to stdout, progress to stderr; a PNG (CPU per call vs N) goes to
-artifacts/bench_calls.png when matplotlib is importable.
+artifacts/bench_calls.png when matplotlib is importable (gateway/bench/calls_report.py). The
+server under test is gateway/bench/server.py's, as for the other SIPp benches.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import random
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-REPO = Path(__file__).resolve().parents[2]
-SCENARIO = REPO / "sipp_scenarios" / "uac_call.xml"
-SPEECH = REPO / "sipp_scenarios" / "audio" / "long_joe.ulaw"
-SIPP = "sipp"
-SIP_WORKER = "w0"  # the supervisor's pjsua2 worker
+from gateway.bench import calls_report as report
+from gateway.bench.server import CLK_TCK, POLL_S, REPO, BenchError, TalkoverServer, cpu_ticks, wait_until
+from gateway.bench.sipp_driver import SIPP, SippRun, speech_calls
+
 DEFAULT_CALLS = (1, 2, 4)
 DEFAULT_SECONDS = 20.0
 DEFAULT_PLOT = REPO / "artifacts" / "bench_calls.png"
 
-START_TIMEOUT_S = 30.0  # /healthz 200 after `talkover serve`
 CONFIRM_TIMEOUT_S = 15.0  # SIPp started → N confirmed calls in /calls
 SIPP_GRACE_S = 30.0  # SIPp's own -timeout beyond talk_ms, and our wait beyond that
-STOP_TIMEOUT_S = 30.0  # SIGTERM → exit (drain_s is 5 s and no call should be live)
-HTTP_TIMEOUT_S = 5.0
-POLL_S = 0.1
 IDLE_S, QUICK_IDLE_S = 3.0, 1.0  # idle CPU sample
 SETTLE_S, QUICK_SETTLE_S = 1.0, 0.25  # after all calls confirmed, before the window
 END_MARGIN_S, QUICK_END_MARGIN_S = 1.0, 0.25  # the window ends this long before the first BYE
 # (the first BYE's time is a lower bound: SIPp's start, or the oldest call's offer, + talk_ms)
 MIN_WINDOW_S, QUICK_MIN_WINDOW_S = 1.0, 0.3  # shorter steady windows are refused
 STATUS_PERIOD_S = 1.0  # the worker reports /calls once a second
-LOG_SAMPLES = 5  # distinct warning/error events kept per run
-
-_CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-class BenchError(RuntimeError):
-    pass
 
 
 @dataclass
@@ -116,325 +98,17 @@ class CallsResult:
         return self._per_call(self.busy.engine_pct, self.idle.engine_pct)
 
 
-# -- helpers ---------------------------------------------------------------------------------
 
 
 def _progress(text: str) -> None:
     print(f"bench calls: {text}", file=sys.stderr, flush=True)
 
 
-def _free_port(kind: int = socket.SOCK_DGRAM) -> int:
-    """A port free for both UDP and TCP on 127.0.0.1 (SIP listens on both)."""
-    other = socket.SOCK_STREAM if kind == socket.SOCK_DGRAM else socket.SOCK_DGRAM
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, kind) as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        try:
-            with socket.socket(socket.AF_INET, other) as s:
-                s.bind(("127.0.0.1", port))
-            return port
-        except OSError:
-            continue
-    raise BenchError("no free port")
-
-
-def _toml(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v)
-    if isinstance(v, list):
-        return "[" + ", ".join(_toml(x) for x in v) + "]"
-    raise TypeError(f"cannot write {v!r} as TOML")
-
-
-def _wait_until(pred: Callable[[], Any], timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise BenchError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        time.sleep(POLL_S)
-
-
-def _cpu_ticks(pid: int) -> int:
-    """utime + stime of `pid` (all its threads), in clock ticks."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError as exc:
-        raise BenchError(f"process {pid} is gone") from exc
-    return int(fields[11]) + int(fields[12])
-
-
-def _children(ppid: int) -> list[tuple[int, str]]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == ppid:
-            out.append((int(entry), cmd))
-    return out
-
-
-# -- the server under test ---------------------------------------------------------------------
-
-
-class _Server:
-    """`python -m gateway.cli serve` with a config of its own in `work`."""
-
-    def __init__(self, work: Path, calls: int) -> None:
-        self.work = work
-        self.sip_port = _free_port()
-        self.http_port = _free_port(socket.SOCK_STREAM)
-        self.log_path = work / "talkover.log"
-        self.config_path = work / "talkover.toml"
-        self.dialplan_path = work / "dialplan.toml"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._write(calls)
-
-    def _write(self, calls: int) -> None:
-        tables: dict[str, dict[str, Any]] = {
-            "sip": {"port": self.sip_port, "rtp_port": random.randrange(20000, 60000, 2), "rtp_port_range": 200,
-                    "max_calls": max(calls, 4)},
-            "http": {"port": self.http_port},
-            "engine": {"socket": str(self.work / "engine.sock"), "slots": max(calls, 4)},
-            "supervisor": {"drain_s": 5.0, "runtime_dir": str(self.work / "run"), "restart_backoff_s": 0.5},
-            "log": {"format": "json", "level": "info"},
-        }  # fmt: skip
-        lines = [f"dialplan = {_toml(str(self.dialplan_path))}"]
-        for name, table in tables.items():
-            lines.append(f"[{name}]")
-            lines += [f"{k} = {_toml(v)}" for k, v in table.items()]
-        self.config_path.write_text("\n".join(lines) + "\n")
-        # Not interruptible: the looping caller never pauses for long, and with barge-in on it
-        # cuts every echo reply off after ~0.4 s; this way the replies play, audio both ways.
-        entry = {"name": "bench", "numbers": ["*"], "agent": "echo", "greeting": "chime", "interruptible": False}
-        self.dialplan_path.write_text("[[entry]]\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in entry.items()))
-
-    @property
-    def sip_host(self) -> str:
-        return f"127.0.0.1:{self.sip_port}"
-
-    def sip_worker(self, health: dict[str, Any]) -> dict[str, Any]:
-        """The SIP worker's entry in /healthz (other workers, e.g. WebRTC, may be listed too)."""
-        workers = list(health.get("workers", []))
-        named = [w for w in workers if w.get("name") == SIP_WORKER]
-        return named[0] if named else (workers[0] if workers else {})
-
-    def start(self) -> dict[str, Any]:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "gateway.cli", "serve", "--config", str(self.config_path)],
-                stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env,
-            )  # fmt: skip
-
-        def healthy() -> dict[str, Any] | bool:
-            self.check_alive()
-            code, body = self.get_json("/healthz")
-            return body if code == 200 and self.sip_worker(body).get("pid") else False
-
-        health: dict[str, Any] = _wait_until(healthy, START_TIMEOUT_S, "/healthz 200")
-        return health
-
-    def check_alive(self) -> None:
-        if self.proc is not None and self.proc.poll() is not None:
-            raise BenchError(f"talkover serve exited {self.proc.returncode}:\n{self.log_tail()}")
-
-    def get_json(self, path: str) -> tuple[int, dict[str, Any]]:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}{path}", timeout=HTTP_TIMEOUT_S) as r:
-                return r.status, json.loads(r.read() or b"{}")
-        except urllib.error.HTTPError as e:
-            try:
-                return e.code, json.loads(e.read() or b"{}")
-            except ValueError:
-                return e.code, {}
-        except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError):
-            return 0, {}
-
-    def calls(self) -> list[dict[str, Any]]:
-        """The SIP worker's calls in /calls."""
-        code, body = self.get_json("/calls")
-        calls = list(body.get("calls", [])) if code == 200 else []
-        return [c for c in calls if c.get("worker", SIP_WORKER) == SIP_WORKER]
-
-    def engine_pid(self) -> int:
-        assert self.proc is not None
-        found = [pid for pid, cmd in _children(self.proc.pid) if "engine.server" in cmd]
-        if not found:
-            raise BenchError("no engine.server child of the supervisor")
-        return found[0]
-
-    def stop(self) -> int:
-        if self.proc is None:
-            return 0
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            _progress(f"talkover serve did not exit {STOP_TIMEOUT_S:.0f} s after SIGTERM: killing it")
-            self.kill()
-            return -9
-
-    def kill(self) -> None:
-        """Last resort, also for the children (the supervisor is the only one who knows them)."""
-        if self.proc is None:
-            return
-        kids = [pid for pid, _ in _children(self.proc.pid)]
-        for pid in [self.proc.pid, *kids]:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
-
-    def log_tail(self, chars: int = 3000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-chars:]
-        except OSError:
-            return ""
-
-    def log_size(self) -> int:
-        try:
-            return self.log_path.stat().st_size
-        except OSError:
-            return 0
-
-    def child_exits(self, start: int = 0) -> dict[str, int]:
-        """The supervisor's "child stopped" exit codes logged after byte offset `start`."""
-        out: dict[str, int] = {}
-        try:
-            with open(self.log_path, "rb") as f:
-                f.seek(start)
-                text = f.read().decode(errors="replace")
-        except OSError:
-            return out
-        for line in text.splitlines():
-            if '"child stopped"' not in line:
-                continue
-            try:
-                rec = json.loads(line)
-                out[str(rec["child"])] = int(rec["exit_code"])
-            except (ValueError, KeyError, TypeError):
-                continue
-        return out
-
-    def log_problems(self, start: int = 0, end: int | None = None) -> tuple[int, int, list[str]]:
-        """(warnings, errors, a few distinct samples) in the server log between two byte
-        offsets; non-JSON lines (tracebacks on stderr) count as errors when they look like one."""
-        warnings = errors = 0
-        samples: list[str] = []
-        try:
-            with open(self.log_path, "rb") as f:
-                f.seek(start)
-                text = f.read(-1 if end is None else max(0, end - start)).decode(errors="replace")
-        except OSError:
-            return 0, 0, []
-        for line in text.splitlines():
-            rec: dict[str, Any] | None = None
-            if line.startswith("{"):
-                try:
-                    rec = json.loads(line)
-                except ValueError:
-                    rec = None
-            if rec is not None:
-                level = str(rec.get("level", "")).lower()
-                if level not in ("warning", "error", "critical", "exception"):
-                    continue
-                key = f"{level}: {rec.get('process', '?')}: {rec.get('event', '')}"
-                extra = {k: v for k, v in rec.items() if k not in ("level", "event", "timestamp", "process", "call_id")}
-                sample = f"{key} {json.dumps(extra)[:200]}"
-            elif any(word in line for word in ("Traceback", "Error", "Assertion", "Segmentation", "core dumped")):
-                level, key, sample = "error", f"error: {line[:120]}", f"stderr: {line[:200]}"
-            else:
-                continue
-            if level == "warning":
-                warnings += 1
-            else:
-                errors += 1
-            if len(samples) < LOG_SAMPLES and not any(s.startswith(key) for s in samples):
-                samples.append(sample)
-        return warnings, errors, samples
-
-
-# -- SIPp ----------------------------------------------------------------------------------------
-
-
-class _Sipp:
-    def __init__(self, work: Path, target: str, calls: int, seconds: float) -> None:
-        self.work = work
-        self.out_path = work / "sipp.out"
-        self.err_path = work / "sipp_errors.log"
-        self.timeout_s = seconds + SIPP_GRACE_S
-        self.argv = [
-            SIPP, "-sf", str(SCENARIO), "-i", "127.0.0.1", "-p", str(_free_port()),
-            "-mi", "127.0.0.1", "-mp", str(_free_port()), "-s", "1000",
-            "-key", "rtp_file", f"{SPEECH},-1,0", "-set", "talk_ms", str(int(seconds * 1000)),
-            "-m", str(calls), "-l", str(calls), "-r", "100", "-rp", "1000",
-            "-timeout", f"{int(self.timeout_s)}s", "-timeout_error", "-nostdin",
-            "-trace_err", "-error_file", str(self.err_path), target,
-        ]  # fmt: skip
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with open(self.out_path, "wb") as out:
-            self.proc = subprocess.Popen(self.argv, cwd=self.work, stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL)  # fmt: skip
-
-    def poll(self) -> int | None:
-        return None if self.proc is None else self.proc.poll()
-
-    def wait(self) -> int:
-        assert self.proc is not None
-        try:
-            return self.proc.wait(timeout=self.timeout_s + 15)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            return -1
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=5)
-
-    def report(self) -> str:
-        """The end of SIPp's screen and its error log, for a failure message."""
-        out = ""
-        for path in (self.out_path, self.err_path):
-            try:
-                text = path.read_text(errors="replace")
-            except OSError:
-                continue
-            out += f"\n--- {path.name}\n{text[-2000:]}"
-        return out
-
-
-# -- one N ---------------------------------------------------------------------------------------
 
 
 def _sample_cpu(pids: tuple[int, int], seconds: float, check: Callable[[], None]) -> CpuSample:
     """CPU of (worker, engine) over `seconds`, checking `check` every POLL_S meanwhile."""
-    t0, w0, e0 = time.monotonic(), _cpu_ticks(pids[0]), _cpu_ticks(pids[1])
+    t0, w0, e0 = time.monotonic(), cpu_ticks(pids[0]), cpu_ticks(pids[1])
     end = t0 + seconds
     while (now := time.monotonic()) < end:
         check()
@@ -443,19 +117,19 @@ def _sample_cpu(pids: tuple[int, int], seconds: float, check: Callable[[], None]
 
 
 def _cpu_since(pids: tuple[int, int], t0: float, w0: int, e0: int) -> CpuSample:
-    w1, e1, t1 = _cpu_ticks(pids[0]), _cpu_ticks(pids[1]), time.monotonic()
+    w1, e1, t1 = cpu_ticks(pids[0]), cpu_ticks(pids[1]), time.monotonic()
     wall = t1 - t0
-    pct = 100.0 / _CLK_TCK / wall
+    pct = 100.0 / CLK_TCK / wall
     return CpuSample((w1 - w0) * pct, (e1 - e0) * pct, wall)
 
 
-def _confirmed(server: _Server, n: int) -> list[dict[str, Any]]:
+def _confirmed(server: TalkoverServer, n: int) -> list[dict[str, Any]]:
     calls = server.calls()
     live = [c for c in calls if c.get("phase") == "confirmed"]
     return live if len(live) >= n else []
 
 
-def _first_bye(server: _Server, calls: list[dict[str, Any]], started: float, seconds: float) -> float:
+def _first_bye(server: TalkoverServer, calls: list[dict[str, Any]], started: float, seconds: float) -> float:
     """A lower bound on when SIPp sends its first BYE (monotonic): the oldest call's offer
     (its age in /calls) + talk_ms, and never before SIPp's start + talk_ms. /calls is
     rewritten once a second, so this waits (bounded) for a fresh one to pin the age down."""
@@ -476,8 +150,8 @@ def _measure_one(n: int, seconds: float, quick: bool, tmp: Path) -> CallsResult:
     res = CallsResult(n)
     work = tmp / f"n{n}"
     work.mkdir()
-    server = _Server(work, n)
-    sipp: _Sipp | None = None
+    server = TalkoverServer(work, n)
+    sipp: SippRun | None = None
     try:
         health = server.start()
         worker = server.sip_worker(health)
@@ -488,7 +162,8 @@ def _measure_one(n: int, seconds: float, quick: bool, tmp: Path) -> CallsResult:
         res.idle = _sample_cpu((wpid, epid), QUICK_IDLE_S if quick else IDLE_S, server.check_alive)
         _progress(f"N={n}: idle worker {res.idle.worker_pct:.1f} %, engine {res.idle.engine_pct:.1f} %")
 
-        sipp = _Sipp(work, server.sip_host, n, seconds)
+        sipp = speech_calls(work, server.sip_host, "1000", calls=n, limit=n, rate_per_s=100, talk_s=seconds,
+                            timeout_s=seconds + SIPP_GRACE_S, traces=False)  # fmt: skip
         sipp.start()
         started = time.monotonic()
 
@@ -498,7 +173,7 @@ def _measure_one(n: int, seconds: float, quick: bool, tmp: Path) -> CallsResult:
                 raise BenchError(f"SIPp exited {sipp.poll()} before {n} calls were confirmed{sipp.report()}")
             return _confirmed(server, n)
 
-        calls = _wait_until(all_confirmed, CONFIRM_TIMEOUT_S, f"{n} confirmed calls in /calls")
+        calls = wait_until(all_confirmed, CONFIRM_TIMEOUT_S, f"{n} confirmed calls in /calls")
         settle_end = time.monotonic() + (QUICK_SETTLE_S if quick else SETTLE_S)
         _progress(f"N={n}: {n} calls confirmed {time.monotonic() - started:.1f} s after SIPp started")
         first_bye = _first_bye(server, calls, started, seconds)
@@ -595,92 +270,6 @@ def measure(calls: list[int], seconds: float, quick: bool = False) -> list[Calls
     return results
 
 
-# -- report ----------------------------------------------------------------------------------------
-
-_COLUMNS = (
-    ("calls", 5), ("worker %", 8), ("w -idle", 7), ("w /call", 7), ("engine %", 8), ("e -idle", 7),
-    ("e /call", 7), ("tick p50/p99/max ms", 19), ("underruns", 9), ("frames in/out /call", 19), ("log w/e", 7),
-    ("sipp", 4), ("stop", 6),
-)  # fmt: skip
-
-
-def _row(cells: tuple[str, ...]) -> str:
-    return "  ".join(f"{c:>{w}}" for c, (_, w) in zip(cells, _COLUMNS, strict=True))
-
-
-def format_table(results: list[CallsResult]) -> str:
-    head = _row(tuple(name for name, _ in _COLUMNS))
-    lines = [head, "-" * len(head)]
-    idles = [r.idle for r in results if r.idle is not None]
-    if idles:
-        w = statistics.fmean(i.worker_pct for i in idles)
-        e = statistics.fmean(i.engine_pct for i in idles)
-        lines.append(_row(("0", f"{w:.1f}", "-", "-", f"{e:.1f}", "-", "-", "-", "-", "-", "-", "-", "-")))
-    for r in results:
-        if r.busy is None or r.idle is None:
-            lines.append(_row((str(r.calls), *["-"] * 10, "FAIL", _stop_cell(r))) + f"  {r.error[:80]}")
-            continue
-        b, i = r.busy, r.idle
-        cells = (
-            str(r.calls), f"{b.worker_pct:.1f}", f"{b.worker_pct - i.worker_pct:.1f}", f"{r.worker_per_call:.1f}",
-            f"{b.engine_pct:.1f}", f"{b.engine_pct - i.engine_pct:.1f}", f"{r.engine_per_call:.1f}",
-            f"{r.tick_p50_ms:.0f}/{r.tick_p99_ms:.0f}/{r.tick_max_ms:.1f}", str(r.underruns),
-            f"{r.frames_in:.0f}/{r.frames_out:.0f}", f"{r.warnings}/{r.errors}",
-            "ok" if r.sipp_rc == 0 else str(r.sipp_rc), _stop_cell(r),
-        )  # fmt: skip
-        lines.append(_row(cells))
-    lines.append("")
-    lines.append(
-        "CPU in % of one core from /proc/<pid>/stat over the steady window; -idle: minus the same "
-        "server's idle figure (row 0 is the mean idle); /call: (total - idle) / N. tick: the media "
-        "clock's gap between 20 ms ticks, worst call; underruns: summed over calls; frames: per call "
-        f"since it started (~{_mean_age(results):.0f} s old when read); log w/e: warnings/errors in the "
-        "server log before SIGTERM; stop: the server's exit code on SIGTERM, and any child (engine, "
-        "w0) that exited non-zero during that shutdown."
-    )
-    return "\n".join(lines)
-
-
-def _stop_cell(r: CallsResult) -> str:
-    bad = [f"{k}={v}" for k, v in r.child_exits.items() if v != 0]
-    head = "ok" if r.server_rc == 0 else str(r.server_rc)
-    return ",".join([head, *bad]) if bad else head
-
-
-def _mean_age(results: list[CallsResult]) -> float:
-    ages = [r.age_s for r in results if r.age_s]
-    return statistics.fmean(ages) if ages else 0.0
-
-
-def plot(results: list[CallsResult], path: Path) -> str:
-    """Writes the PNG; returns what happened, for the report."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return "plot skipped: matplotlib is not installed (pip install matplotlib)"
-    rows = [r for r in results if r.busy is not None and r.idle is not None]
-    if not rows:
-        return "plot skipped: no run produced figures"
-    ns = [r.calls for r in rows]
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    ax.plot(ns, [r.worker_per_call for r in rows], marker="o", label="worker (pjsua2 + media chain)")
-    ax.plot(ns, [r.engine_per_call for r in rows], marker="s", label="engine (echo agent)")
-    ax.set_xticks(ns, [str(n) for n in ns])
-    ax.set_xlabel("concurrent calls N")
-    ax.set_ylabel("CPU per call, % of one core (minus idle)")
-    ax.set_ylim(bottom=0)
-    ax.grid(True, alpha=0.3)
-    ax.legend()
-    ax.set_title(f"talkover bench calls ({os.cpu_count()} CPUs, G.711 both ways)")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return f"plot written to {path}"
-
 
 def run(
     calls: list[int],
@@ -708,9 +297,9 @@ def run(
     got = measure(list(calls), seconds, quick)
     if results is not None:
         results.extend(got)
-    print(format_table(got), flush=True)
+    print(report.format_table(got), flush=True)
     if plot_path is not None:
-        _progress(plot(got, plot_path))
+        _progress(report.plot(got, plot_path))
     failed = [r for r in got if not r.ok]
     for r in failed:
         _progress(f"N={r.calls} failed: {r.error or '; '.join(r.problems)}")

@@ -20,7 +20,6 @@ Progress on stderr; tables on stdout; PNG at artifacts/bench_load.png.
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 import time
@@ -30,23 +29,12 @@ from typing import Any
 
 from gateway.bench import load_report as report
 from gateway.bench.barge_figures import percentile
-from gateway.bench.calls import _wait_until
 from gateway.bench.capture import Capture, CaptureError, CapturedCall, read_calls
-from gateway.bench.sipp_driver import (
-    AUDIO,
-    CLK_TCK,
-    BenchError,
-    BenchServer,
-    SippRun,
-    cpu_ticks,
-    keep_dir_problem,
-    progress,
-    work_dir,
-)
+from gateway.bench.server import CLK_TCK, BenchError, cpu_ticks, wait_until
+from gateway.bench.sipp_driver import BenchServer, keep_dir_problem, progress, rate_calls, speech_calls, work_dir
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_PLOT = REPO / "artifacts" / "bench_load.png"
-SPEECH = f"{AUDIO / 'long_joe.ulaw'},-1,0"  # looping caller speech
 SETTLE_S = 1.0  # after every call is confirmed, before the CPU window
 PROGRESS_S = 5.0
 MIN_WINDOW_S = 1.0
@@ -184,16 +172,11 @@ def _run_step(step: Step, server: BenchServer, pids: tuple[int, int], work: Path
     under0, rej0 = _counters(server)
     capture = Capture(work / f"{tag}.pcap", server.capture_filter()).start() if plan.capture else None
     if step.phase == "hold":
-        n = int(step.value)
-        sipp = SippRun(work / tag, "uac_call.xml", server.sip_host, calls=n, limit=n, rate_per_s=100,
-                       keys={"rtp_file": SPEECH}, sets={"talk_ms": int(plan.hold_s * 1000)},
-                       timeout_s=plan.hold_s + 30, service=tag)  # fmt: skip
+        sipp = speech_calls(work / tag, server.sip_host, tag, calls=int(step.value), limit=int(step.value),
+                            rate_per_s=100, talk_s=plan.hold_s, timeout_s=plan.hold_s + 30)  # fmt: skip
     else:
-        n = max(1, math.ceil(step.value * plan.rate_s))
-        limit = max(8, math.ceil(step.value * (plan.call_s + 3) * 3))  # SIPp must not be what holds calls back
-        sipp = SippRun(work / tag, "uac_call.xml", server.sip_host, calls=n, limit=limit, rate_per_s=step.value,
-                       keys={"rtp_file": SPEECH}, sets={"talk_ms": int(plan.call_s * 1000)},
-                       timeout_s=plan.rate_s + plan.call_s + 40, service=tag)  # fmt: skip
+        sipp = rate_calls(work / tag, server.sip_host, tag, step.value, plan.rate_s, plan.call_s)
+    n = sipp.calls
     started = time.monotonic()
     sipp.start()
     cpu: _Cpu | None = _Cpu(pids) if step.phase == "rate" else None
@@ -227,7 +210,7 @@ def _run_step(step: Step, server: BenchServer, pids: tuple[int, int], work: Path
     stats = sipp.stats()
     step.placed, step.ok_calls, step.failed = stats.created, stats.successful, stats.failed
     step.response_ms = sipp.response_times_ms()
-    _wait_until(lambda: _drained(server), 15, "the gateway to end every call")
+    wait_until(lambda: _drained(server), 15, "the gateway to end every call")
     under1, rej1 = _counters(server)
     step.underruns, step.rejected = int(under1 - under0), int(rej1 - rej0)
     if step.sipp_rc != 0:

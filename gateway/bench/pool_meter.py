@@ -10,11 +10,10 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 
-from gateway.bench.sipp_driver import BenchError
-from gateway.bench.sipp_driver import cpu_ticks as _ticks
+from gateway.bench.server import CLK_TCK, BenchError
+from gateway.bench.server import cpu_ticks as _ticks
 
 GROUPS = ("workers", "engine", "kamailio", "supervisor")
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass

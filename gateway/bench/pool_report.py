@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 from gateway.bench.barge_figures import percentile
 
 if TYPE_CHECKING:
-    from gateway.bench.pool import PoolResult, PoolRun, PoolStep, Usage
+    from gateway.bench.pool_meter import Usage
+    from gateway.bench.pool_plan import PoolResult, PoolRun, PoolStep
 
 TARGET_HELD, TARGET_RATE = 150, 50.0  # issue 7, on a 2-core machine
 NOT_STAGES = "pjsua2 + rest of the worker"

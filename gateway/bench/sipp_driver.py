@@ -1,7 +1,7 @@
 """What `talkover bench load` and `bench interruption` share: the gateway under test, SIPp
 runs with their statistics and response-time traces, and generated caller audio.
 
-The server is `bench calls`' launcher (gateway/bench/calls.py) with a config of the bench's
+The server is the benches' `talkover serve` (gateway/bench/server.py) with a config of the bench's
 own: a dialplan entry per bench, media settings per variant, and the flood limit left ON with
 the load generator's address in its explicit allow-list (`[sip.flood] allow`), so the figures
 come from the config an operator would run plus one line, not from a disabled limit.
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
+import math
 import random
 import subprocess
 import sys
@@ -24,20 +24,18 @@ from typing import Any, Callable, ContextManager
 
 import numpy as np
 
-from gateway.bench import calls as launcher
 from gateway.bench.capture import G711
+from gateway.bench.server import REPO, BenchError, TalkoverServer, free_port
 from gateway.config import MediaConfig, WebRtcConfig
 
-REPO = launcher.REPO
 SCENARIOS = REPO / "sipp_scenarios"
 AUDIO = SCENARIOS / "audio"
 MANIFEST = REPO / "tests" / "data" / "speech_manifest.json"
-SIPP = launcher.SIPP
+SIPP = "sipp"
+SPEECH = f"{AUDIO / 'long_joe.ulaw'},-1,0"  # looping caller speech (rtp_file: loop, payload type 0)
 LOAD_SOURCE_ALLOW = ["127.0.0.1/32"]  # SIPp runs on loopback: exempt from the flood limit, explicitly
 RTP_RANGE = 400
 STAT_PERIOD_S = 1
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-BenchError = launcher.BenchError
 
 
 def progress(bench: str, text: str) -> None:
@@ -69,7 +67,7 @@ def media_overrides(wanted: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
 # -- the server ---------------------------------------------------------------------------------
 
 
-class BenchServer(launcher._Server):
+class BenchServer(TalkoverServer):
     """`talkover serve` for a bench: one dialplan entry for every number, media overrides,
     the flood limit with an explicit allow-list."""
 
@@ -100,35 +98,11 @@ class BenchServer(launcher._Server):
         }  # fmt: skip
         if "enabled" in WebRtcConfig.__dataclass_fields__:
             tables["webrtc"] = {"enabled": False}  # SIP only: no browser worker beside the one measured
-        lines = [f"dialplan = {launcher._toml(str(self.dialplan_path))}"]
-        for name, table in tables.items():
-            lines.append(f"[{name}]")
-            lines += [f"{k} = {launcher._toml(v)}" for k, v in table.items()]
-        self.config_path.write_text("\n".join(lines) + "\n")
-        body = "".join(f"{k} = {launcher._toml(v)}\n" for k, v in self.entry.items())
-        self.dialplan_path.write_text("[[entry]]\n" + body)
+        self.write_files(tables, self.entry)
 
     def capture_filter(self) -> str:
         """BPF for this server's SIP and RTP/RTCP only (other processes use loopback too)."""
         return f"udp and (port {self.sip_port} or portrange {self.rtp_port}-{self.rtp_port + RTP_RANGE + 1})"
-
-    def log_records(self, event: str, start: int = 0) -> list[dict[str, Any]]:
-        out = []
-        try:
-            with open(self.log_path, "rb") as f:
-                f.seek(start)
-                text = f.read().decode(errors="replace")
-        except OSError:
-            return out
-        for line in text.splitlines():
-            if line.startswith("{") and f'"{event}"' in line:
-                try:
-                    rec = json.loads(line)
-                except ValueError:
-                    continue
-                if rec.get("event") == event:
-                    out.append(rec)
-        return out
 
     def turn_notes(self, start: int = 0) -> dict[str, list[str]]:
         """The engine's turn notes per call_id ("barge-in pause", "barge-in commit", ...)."""
@@ -181,7 +155,8 @@ def sipp_rate(rate_per_s: float) -> tuple[int, int]:
 
 class SippRun:
     """One SIPp process: a scenario, its -key/-set values, -m/-l/-r, with -trace_stat (a CSV
-    line every STAT_PERIOD_S) and -trace_rtt (every rtd="true" response time) in `work`."""
+    line every STAT_PERIOD_S) and -trace_rtt (every rtd="true" response time) in `work`
+    unless `traces` is off."""
 
     def __init__(
         self,
@@ -198,6 +173,7 @@ class SippRun:
         timeout_s: float = 120.0,
         source_ip: str = "127.0.0.1",
         service: str = "1000",
+        traces: bool = True,
     ) -> None:
         self.work = work
         work.mkdir(parents=True, exist_ok=True)
@@ -207,14 +183,15 @@ class SippRun:
         self.calls = calls
         rate, period_ms = sipp_rate(rate_per_s)
         self.argv = [
-            SIPP, "-sf", str(SCENARIOS / scenario), "-i", source_ip, "-p", str(launcher._free_port()),
-            "-mi", source_ip, "-mp", str(launcher._free_port()), "-s", service,
+            SIPP, "-sf", str(SCENARIOS / scenario), "-i", source_ip, "-p", str(free_port()),
+            "-mi", source_ip, "-mp", str(free_port()), "-s", service,
             "-m", str(calls), "-l", str(limit), "-r", str(rate), "-rp", str(period_ms),
             "-timeout", f"{int(timeout_s)}s", "-timeout_error", "-nostdin",
             "-trace_err", "-error_file", str(self.err_path),
-            "-trace_stat", "-stf", str(self.stat_path), "-fd", str(STAT_PERIOD_S),
-            "-trace_rtt", "-rtt_freq", "1",
         ]  # fmt: skip
+        if traces:
+            self.argv += ["-trace_stat", "-stf", str(self.stat_path), "-fd", str(STAT_PERIOD_S),
+                          "-trace_rtt", "-rtt_freq", "1"]  # fmt: skip
         for k, v in (keys or {}).items():
             self.argv += ["-key", k, v]
         for k, v in (sets or {}).items():
@@ -309,6 +286,24 @@ class SippRun:
         return out
 
 
+def speech_calls(
+    work: Path, target: str, service: str, *, calls: int, limit: int, rate_per_s: float, talk_s: float,
+    timeout_s: float, traces: bool = True,
+) -> SippRun:
+    """uac_call.xml to `service`: `calls` callers (`limit` at once, `rate_per_s`), each
+    talking looping G.711 speech for `talk_s`."""
+    return SippRun(work, "uac_call.xml", target, calls=calls, limit=limit, rate_per_s=rate_per_s,
+                   keys={"rtp_file": SPEECH}, sets={"talk_ms": int(talk_s * 1000)}, timeout_s=timeout_s,
+                   service=service, traces=traces)  # fmt: skip
+
+
+def rate_calls(work: Path, target: str, service: str, rate_per_s: float, rate_s: float, call_s: float) -> SippRun:
+    """A rate step: `call_s` calls placed at `rate_per_s` for `rate_s`."""
+    limit = max(8, math.ceil(rate_per_s * (call_s + 3) * 3))  # SIPp must not be what holds calls back
+    return speech_calls(work, target, service, calls=max(1, math.ceil(rate_per_s * rate_s)), limit=limit,
+                        rate_per_s=rate_per_s, talk_s=call_s, timeout_s=rate_s + call_s + 40)  # fmt: skip
+
+
 # -- caller audio -------------------------------------------------------------------------------
 
 
@@ -342,7 +337,4 @@ def write_noise_ulaw(path: Path, seconds: float, level_dbfs: float, seed: int = 
     path.write_bytes(ulaw_encode(pcm))
     return path
 
-
-def cpu_ticks(pid: int) -> int:
-    return launcher._cpu_ticks(pid)
 

@@ -16,43 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from gateway.bench.server import free_port, free_port_run, toml_value
+
 REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port(kind: int = socket.SOCK_DGRAM) -> int:
-    """A port free for both UDP and TCP on 127.0.0.1 (SIP listens on both)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, kind) as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        other = socket.SOCK_STREAM if kind == socket.SOCK_DGRAM else socket.SOCK_DGRAM
-        try:
-            with socket.socket(socket.AF_INET, other) as s:
-                s.bind(("127.0.0.1", port))
-            return port
-        except OSError:
-            continue
-    raise RuntimeError("no free port")
-
-
-def free_port_run(n: int) -> int:
-    """The first of `n` consecutive ports free for UDP and TCP (a worker pool's SIP ports)."""
-    for _ in range(100):
-        base = random.randrange(20000, 60000)
-        socks = []
-        try:
-            for port in range(base, base + n):
-                for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
-                    s = socket.socket(socket.AF_INET, kind)
-                    socks.append(s)
-                    s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError(f"no run of {n} free ports")
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
@@ -107,7 +73,7 @@ class Gateway:
         sip = {"port": self.sip_port, "rtp_port": self.rtp_port, "rtp_port_range": 200, **self.sip}
         engine = {"record_dir": str(self.record_dir), "socket": str(self.workdir / "engine.sock"), **self.engine}
         sup = {"drain_s": 5.0, "runtime_dir": str(self.workdir / "run"), "restart_backoff_s": 0.2,
-               "worker_port": free_port_run(self.supervisor.get("workers", 1)), **self.supervisor}
+               "worker_port": free_port_run(self.supervisor.get("workers", 1), below=60000), **self.supervisor}
         # The WebRTC worker only where a test asks for it (webrtc={"enabled": True, ...}); ICE on loopback.
         webrtc = {"enabled": False, "host_addresses": ["127.0.0.1"], **self.webrtc}
         tables = {"sip": sip, "http": {"port": self.http_port}, "engine": engine, "media": self.media,
@@ -116,15 +82,15 @@ class Gateway:
         for name, table in tables.items():
             nested = {k: v for k, v in table.items() if isinstance(v, dict)}
             lines.append(f"[{name}]")
-            lines += [f"{k} = {_toml(v)}" for k, v in table.items() if k not in nested]
+            lines += [f"{k} = {toml_value(v)}" for k, v in table.items() if k not in nested]
             for sub, values in nested.items():
                 lines.append(f"[{name}.{sub}]")
-                lines += [f"{k} = {_toml(v)}" for k, v in values.items()]
+                lines += [f"{k} = {toml_value(v)}" for k, v in values.items()]
         self.config_path.write_text("\n".join(lines) + "\n")
         plan = []
         for entry in self.entries:
             plan.append("[[entry]]")
-            plan += [f"{k} = {_toml(v)}" for k, v in entry.items()]
+            plan += [f"{k} = {toml_value(v)}" for k, v in entry.items()]
         self.dialplan_path.write_text("\n".join(plan) + "\n")
 
     def start(self) -> "Gateway":
@@ -231,14 +197,3 @@ class Gateway:
             raise FileNotFoundError(f"no {side} recording for {call_id} in {self.record_dir}")
         return matches[0]
 
-
-def _toml(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v)
-    if isinstance(v, list):
-        return "[" + ", ".join(_toml(x) for x in v) + "]"
-    raise TypeError(f"cannot write {v!r} as TOML")
