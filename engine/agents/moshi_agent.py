@@ -11,12 +11,8 @@ it hears anyway; DTMF only triggers the dialplan's transfer.
 
 from __future__ import annotations
 
-import numpy as np
-
-from engine.agents.base import AgentAction
-from engine.agents.prompts import load_prompt
+from engine.agents.slot_agent import SlotAgent
 from engine.model.moshi_adapter import FRAME_MS, MoshiBatch
-from engine.session import CommandKind
 
 MIN_REPLY_MS = 800
 MAX_REPLY_MS = 8000
@@ -28,40 +24,18 @@ def _setting(settings: dict[str, object], key: str, default: int) -> int:
     return int(value) if isinstance(value, (int, float, str)) else default
 
 
-class MoshiAgent:
-    streaming = True
-
+class MoshiAgent(SlotAgent):
     def __init__(self, settings: dict[str, object], batch: MoshiBatch, slot: int) -> None:
+        super().__init__(
+            settings,
+            min_reply_ms=_setting(settings, "min_reply_ms", MIN_REPLY_MS),
+            max_reply_ms=_setting(settings, "max_reply_ms", MAX_REPLY_MS),
+        )
         self.batch, self.slot = batch, slot
-        self._greeting = str(settings.get("greeting", ""))
-        self._transfer_digit = str(settings.get("transfer_digit", ""))
-        self._transfer_target = str(settings.get("transfer_target", ""))
-        self.min_reply_ms = _setting(settings, "min_reply_ms", MIN_REPLY_MS)
-        self.max_reply_ms = _setting(settings, "max_reply_ms", MAX_REPLY_MS)
         self.quiet_steps = max(1, _setting(settings, "reply_end_quiet_ms", REPLY_END_QUIET_MS) // FRAME_MS)
         batch.join(slot)
-        self._replying = False
-        self._done = False
-        self._frames: list[bytes] = []
-        self._made_ms = 0
         self._words = False  # Moshi's last text token was a word piece
         self._quiet = 0  # steps since its last word
-        self.interruptions: list[tuple[int, int]] = []
-
-    # -- the Agent protocol ------------------------------------------------------------------------
-    def greeting(self) -> np.ndarray | None:
-        return load_prompt(self._greeting)
-
-    def respond(self, caller_turn: np.ndarray) -> np.ndarray | None:
-        return None  # replies stream through take_audio()
-
-    def on_dtmf(self, digit: str, duration_ms: int) -> np.ndarray | AgentAction | None:
-        if digit == self._transfer_digit and self._transfer_target:
-            return AgentAction(CommandKind.TRANSFER, self._transfer_target)
-        return None
-
-    def on_interrupted(self, utterance: int, heard_ms: int) -> None:
-        self.interruptions.append((utterance, heard_ms))
 
     def close(self) -> None:
         self.batch.leave(self.slot)
@@ -78,27 +52,9 @@ class MoshiAgent:
         self._collect()
         return self._words
 
-    def start_reply(self, t: float) -> None:
-        self._collect()  # what Moshi made before the reply is not part of it
-        self._replying, self._done, self._frames, self._made_ms = True, False, [], 0
-
-    def take_audio(self) -> tuple[list[bytes], bool]:
-        self._collect()
-        frames, self._frames = self._frames, []
-        return frames, self._done
-
-    def stop_reply(self) -> None:
-        self._replying, self._done, self._frames = False, True, []
-
+    # -- SlotAgent ---------------------------------------------------------------------------------
     def _collect(self) -> None:
         for out in self.batch.take(self.slot):
             self._words = out.words
             self._quiet = 0 if out.words else self._quiet + 1
-            if not self._replying:
-                continue
-            self._frames += out.frames
-            self._made_ms += 20 * len(out.frames)
-            if self._made_ms >= self.max_reply_ms or (
-                self._made_ms >= self.min_reply_ms and self._quiet >= self.quiet_steps
-            ):
-                self._replying, self._done = False, True
+            self._reply_frames(out.frames, self._quiet >= self.quiet_steps)
