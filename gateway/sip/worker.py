@@ -11,10 +11,8 @@ Run by the supervisor: `python -m gateway.sip.worker --config RESOLVED.json --st
 
 from __future__ import annotations
 
-import argparse
 import gc
 import itertools
-import json
 import os
 import queue
 import re
@@ -27,10 +25,10 @@ from typing import Callable
 import pjsua2 as pj
 
 from engine import wire
-from engine.logs import configure_logging, get_logger
+from engine.logs import get_logger
 from engine.session import CommandKind, EventKind, SessionEvent, SessionInfo
 from gateway import metrics
-from gateway.config import Config, load_resolved
+from gateway.config import Config
 from gateway.dialplan import Dialplan, load_dialplan
 from gateway.engine_link import EngineLink
 from gateway.media.chain import CallMedia, warm_media_chain
@@ -40,6 +38,7 @@ from gateway.sip.call import CallLeg, Phase, SipCall
 from gateway.sip.endpoint import SipEndpoint, pjsua_max_calls
 from gateway.sip.flood import FloodGuard
 from gateway.sip.stats import read_stream_stats, record_call_stats
+from gateway.worker_process import StatusPipe, worker_args
 
 log = get_logger(component="worker")
 _REQUEST_USER = re.compile(r"^\S+\s+(?:sips?:|tel:)([^@;>\s]+)")
@@ -66,7 +65,7 @@ class Worker:
         self.accounts: list[GatewayAccount] = []
         self.flood = FloodGuard(cfg.sip.flood)
         self._keys = itertools.count(1)
-        self._status = os.fdopen(status_fd, "w", buffering=1) if status_fd is not None else None
+        self._status = StatusPipe(status_fd)
         self.draining_since = 0.0
         self._next_status = 0.0
 
@@ -379,7 +378,7 @@ class Worker:
                 leg.stats = read_stream_stats(leg.call) or leg.stats
         dropped, self.link.dropped = self.link.dropped, 0
         metrics.FRAMES_DROPPED.inc(dropped)
-        if self._status is None:
+        if not self._status.open:
             return
         status = {
             "worker": self.name,
@@ -392,10 +391,7 @@ class Worker:
             "threads": threading.active_count(),
             "calls": [leg.summary() for leg in list(self.legs.values())],
         }
-        try:
-            self._status.write(json.dumps(status) + "\n")
-        except (BrokenPipeError, OSError):
-            self._status = None
+        if not self._status.send(status):
             log.warning("supervisor gone: draining")
             self.drain()
 
@@ -406,13 +402,7 @@ def _detach(ports: list[FramePort]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="talkover-worker")
-    ap.add_argument("--config", required=True, help="resolved config JSON written by the supervisor")
-    ap.add_argument("--name", default="w0")
-    ap.add_argument("--status-fd", type=int, default=None)
-    args = ap.parse_args(argv)
-    cfg = load_resolved(args.config)
-    configure_logging(cfg.log.level, cfg.log.format, process=args.name)
+    args, cfg = worker_args("talkover-worker", "w0", argv)
     sys.setswitchinterval(0.001)  # keeps the GIL from stalling pjsua2's clock thread
     # An automatic collection could run on pjsua's clock thread and destroy a pjsua2 object
     # there; the control loop collects once a second instead.

@@ -14,11 +14,9 @@ Run by the supervisor: `python -m gateway.webrtc.worker --config RESOLVED.json -
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import gc
 import itertools
-import json
 import os
 import signal
 import sys
@@ -27,10 +25,10 @@ import time
 from pathlib import Path
 
 from engine import wire
-from engine.logs import configure_logging, get_logger
+from engine.logs import get_logger
 from engine.session import Command, CommandKind, EventKind, SessionEvent
 from gateway import metrics
-from gateway.config import Config, MediaConfig, load_resolved
+from gateway.config import Config, MediaConfig
 from gateway.dialplan import Dialplan, load_dialplan
 from gateway.engine_link import EngineLink
 from gateway.media.chain import CallMedia, warm_media_chain
@@ -39,6 +37,7 @@ from gateway.webrtc.call import Phase, WebRtcCall
 from gateway.webrtc.ice import apply_ice_policy
 from gateway.webrtc.routes import Routes
 from gateway.webrtc.signalling import MAX_LINE, SOCKET_NAME, SignalReply, SignalRequest
+from gateway.worker_process import StatusPipe, worker_args
 
 log = get_logger(component="webrtc")
 TICK_S = 0.02
@@ -57,7 +56,7 @@ class WebRtcWorker:
         self.routes = Routes(self)
         self.draining_since = 0.0
         self.clock_late = 0
-        self._status = os.fdopen(status_fd, "w", buffering=1) if status_fd is not None else None
+        self._status = StatusPipe(status_fd)
         self.socket_path = cfg.runtime_dir() / SOCKET_NAME
         self.loop: asyncio.AbstractEventLoop | None = None
         self.warm: asyncio.Future[None] | None = None
@@ -288,7 +287,7 @@ class WebRtcWorker:
     def _report_status(self) -> None:
         dropped, self.link.dropped = self.link.dropped, 0
         metrics.FRAMES_DROPPED.inc(dropped)
-        if self._status is None:
+        if not self._status.open:
             return
         live = len(self.calls)
         status = {
@@ -306,10 +305,7 @@ class WebRtcWorker:
             "media_warm": self.warm is not None and self.warm.done(),
             "calls": [c.summary() for c in self.calls.values()],
         }
-        try:
-            self._status.write(json.dumps(status) + "\n")
-        except (BrokenPipeError, OSError):
-            self._status = None
+        if not self._status.send(status):
             log.warning("supervisor gone: draining")
             self.drain()
 
@@ -343,13 +339,7 @@ def udp_sockets() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="talkover-webrtc")
-    ap.add_argument("--config", required=True, help="resolved config JSON written by the supervisor")
-    ap.add_argument("--name", default="webrtc")
-    ap.add_argument("--status-fd", type=int, default=None)
-    args = ap.parse_args(argv)
-    cfg = load_resolved(args.config)
-    configure_logging(cfg.log.level, cfg.log.format, process=args.name)
+    args, cfg = worker_args("talkover-webrtc", "webrtc", argv)
     sys.setswitchinterval(0.001)  # aiortc's decoder threads must not hold the GIL for 5 ms ticks of the clock
     worker = WebRtcWorker(cfg, load_dialplan(cfg.dialplan), args.name, args.status_fd)
     return asyncio.run(worker.run())
