@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import shutil
 import sys
@@ -46,7 +47,33 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
+# `talkover bench NAME`: the module that measures it and the help line. Each module has
+# add_arguments(parser) and from_args(args) -> exit code; only the bench asked for is imported.
+BENCHES: dict[str, tuple[str, str]] = {
+    "transport": ("gateway.bench.transport", "per-frame cost of the gateway-engine transport"),
+    "aec": ("gateway.bench.aec", "echo cancellation (ERLE) and barge-in through the media chain"),
+    "calls": ("gateway.bench.calls", "gateway CPU and media-clock health under N concurrent SIPp calls"),
+    "engine": ("gateway.bench.engine", "batched model step vs one by one: tick time, real-time streams, FLOPs"),
+    "load": ("gateway.bench.load", "concurrent calls held and calls per second one worker sustains (SIPp)"),
+    "interruption": ("gateway.bench.interruption",
+                     "barge-in latency, false barge-ins, backchannels, hold (SIPp + tcpdump)"),
+    "pool": ("gateway.bench.pool", "concurrent calls and calls per second the machine holds vs SIP workers"),
+    "webrtc": ("gateway.webrtc.bench", "concurrent WebRTC calls one worker process holds"),
+}
+
+
+def _add_benches(bench_sub: argparse._SubParsersAction, argv: list[str]) -> None:  # type: ignore[type-arg]
+    wanted = argv[1] if len(argv) > 1 and argv[0] == "bench" else None
+    for name, (module, help_line) in BENCHES.items():
+        parser = bench_sub.add_parser(name, help=help_line)
+        if name == wanted:
+            bench = importlib.import_module(module)
+            bench.add_arguments(parser)
+            parser.set_defaults(func=bench.from_args)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     ap = argparse.ArgumentParser(prog="talkover", description="Voice agents on phone lines and WebRTC")
     sub = ap.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the gateway and the engine")
@@ -60,24 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     __import__("engine.data.synth", fromlist=["add_parser"]).add_parser(data.add_subparsers(dest="data", required=True))
     bench = sub.add_parser("bench", help="benchmarks that print figures")
     bench_sub = bench.add_subparsers(dest="bench", required=True)
-    tr = bench_sub.add_parser("transport", help="per-frame cost of the gateway-engine transport")
-    tr.add_argument("--frames", type=int, default=20000)
-    tr.set_defaults(func=lambda a: __import__("gateway.bench.transport", fromlist=["run"]).run(a.frames))
-    ae = bench_sub.add_parser("aec", help="echo cancellation (ERLE) and barge-in through the media chain")
-    ae.add_argument("--short", action="store_true", help="a small corpus (seconds, for tests)")
-    ae.set_defaults(func=lambda a: __import__("gateway.bench.aec", fromlist=["run"]).run(a))
-    bc = bench_sub.add_parser("calls", help="gateway CPU and media-clock health under N concurrent SIPp calls")
-    bc.add_argument("--calls", default="1,2,4", help="comma-separated numbers of concurrent calls, a fresh server each")
-    bc.add_argument("--seconds", type=float, default=20.0, help="how long each call talks")
-    bc.set_defaults(func=lambda a: __import__("gateway.bench.calls", fromlist=["from_args"]).from_args(a))
-    __import__("gateway.bench.engine", fromlist=["add_parser"]).add_parser(bench_sub)  # talkover bench engine
-    __import__("gateway.bench.load", fromlist=["add_parser"]).add_parser(bench_sub)  # talkover bench load
-    __import__("gateway.bench.interruption", fromlist=["add_parser"]).add_parser(bench_sub)  # ... interruption
-    __import__("gateway.bench.pool", fromlist=["add_parser"]).add_parser(bench_sub)  # talkover bench pool
-    wr = bench_sub.add_parser("webrtc", help="concurrent WebRTC calls one worker process holds")
-    wr.add_argument("--steps", default="1,2,4,8,12,16,24,32", help="call counts to measure, comma-separated")
-    wr.add_argument("--seconds", type=float, default=6.0, help="measuring time per step")
-    wr.set_defaults(func=lambda a: __import__("gateway.webrtc.bench", fromlist=["run"]).run(a.steps, a.seconds))
+    _add_benches(bench_sub, argv)
     args = ap.parse_args(argv)
     return int(args.func(args))
 

@@ -250,6 +250,11 @@ def report(short: bool) -> AecReport:
     return AecReport(erle, noise, falses, base, trues, greeting, pngs)
 
 
-def run(args: argparse.Namespace) -> int:
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """`talkover bench aec`'s options."""
+    p.add_argument("--short", action="store_true", help="a small corpus (seconds, for tests)")
+
+
+def from_args(args: argparse.Namespace) -> int:
     report(bool(getattr(args, "short", False)))
     return 0

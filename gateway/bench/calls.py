@@ -314,6 +314,12 @@ def parse_calls(text: str) -> list[int]:
         raise ValueError(f"--calls wants comma-separated numbers, got {text!r}") from exc
 
 
+def add_arguments(p: Any) -> None:
+    """`talkover bench calls`' options."""
+    p.add_argument("--calls", default="1,2,4", help="comma-separated numbers of concurrent calls, a fresh server each")
+    p.add_argument("--seconds", type=float, default=20.0, help="how long each call talks")
+
+
 def from_args(args: Any) -> int:
     """What `talkover bench calls` runs: args.calls is the --calls text, args.seconds a float."""
     try:

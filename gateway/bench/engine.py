@@ -219,8 +219,8 @@ def _plot(rows: list[Row], name: str, device: str) -> Path:
     return path
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("engine", help="batched model step vs one by one: tick time, real-time streams, FLOPs")
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """`talkover bench engine`'s options."""
     p.add_argument("--config", default="tiny", help="tiny, base, or a checkpoint directory")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--streams", type=int, default=16, help="the sweep goes 1, 2, 4, ... up to this")
@@ -228,5 +228,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--no-cuda-graphs", action="store_true")
     p.add_argument("--no-bf16", action="store_true")
-    p.set_defaults(func=lambda a: run(a.config, a.device, a.streams, a.ticks, a.threads,
-                                      not a.no_cuda_graphs, not a.no_bf16))
+
+
+def from_args(a: argparse.Namespace) -> int:
+    return run(a.config, a.device, a.streams, a.ticks, a.threads, not a.no_cuda_graphs, not a.no_bf16)

@@ -302,8 +302,8 @@ def from_args(args: Any) -> int:
     return run(plan)
 
 
-def add_parser(sub: Any) -> None:
-    p = sub.add_parser("interruption", help="barge-in latency, false barge-ins, backchannels, hold (SIPp + tcpdump)")
+def add_arguments(p: Any) -> None:
+    """`talkover bench interruption`'s options."""
     p.add_argument("--variants", help=f"media variants, comma-separated ({', '.join(VARIANTS)}; default: default,energy)")
     p.add_argument("--barge", type=int, help="barge-in calls per variant (default 60)")
     p.add_argument("--backchannel", type=int, help="'mm-hm' calls (default 20)")
@@ -317,4 +317,3 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--greeting", help="'long' (8 s melody, default) or a 16 kHz WAV")
     p.add_argument("--workdir", help="keep the captures, SIPp and server logs here (a new or empty dir)")
     p.add_argument("--quick", action="store_true", help="a few calls, all kinds at once, for tests")
-    p.set_defaults(func=from_args)

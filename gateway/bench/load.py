@@ -314,8 +314,8 @@ def from_args(args: Any) -> int:
     return run(plan)
 
 
-def add_parser(sub: Any) -> None:
-    p = sub.add_parser("load", help="concurrent calls held and calls per second one worker sustains (SIPp)")
+def add_arguments(p: Any) -> None:
+    """`talkover bench load`'s options."""
     p.add_argument("--hold-s", type=float, help="how long each concurrency step holds its calls (default 60)")
     p.add_argument("--max-calls", type=int, help="highest concurrency step (default: the worker's cap)")
     p.add_argument("--rates", help="calls per second to step through (default 0.25,0.5,0.6,0.7,0.8,1.0)")
@@ -324,4 +324,3 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--no-capture", action="store_true", help="skip tcpdump (no RTP figures)")
     p.add_argument("--workdir", help="keep the captures, SIPp and server logs here (a new or empty dir)")
     p.add_argument("--quick", action="store_true", help="short steps for tests")
-    p.set_defaults(func=from_args)

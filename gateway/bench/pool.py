@@ -193,8 +193,8 @@ def from_args(args: Any) -> int:
     return run(plan)
 
 
-def add_parser(sub: Any) -> None:
-    p = sub.add_parser("pool", help="concurrent calls and calls per second the machine holds vs SIP workers")
+def add_arguments(p: Any) -> None:
+    """`talkover bench pool`'s options."""
     p.add_argument("--workers", help="worker counts to measure (default 1,2,4,8,16,32)")
     p.add_argument("--hold-steps", help="concurrent calls to step through (default 1,2,4,8,12,16,24,32,48,...,256)")
     p.add_argument("--hold-s", type=float, help="how long each concurrency step holds its calls (default 60)")
@@ -205,4 +205,3 @@ def add_parser(sub: Any) -> None:
                    "(default 0, the issue's criterion; more separates CPU saturation from scheduling jitter)")
     p.add_argument("--workdir", help="keep the servers' logs and SIPp's traces here (default: a temp dir, removed)")
     p.add_argument("--quick", action="store_true", help="tiny steps for tests (1 and 2 workers, seconds)")
-    p.set_defaults(func=from_args)

@@ -27,6 +27,7 @@ Run as a module only to start a benchmark peer: `python -m gateway.bench.transpo
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import tempfile
@@ -139,6 +140,15 @@ def run(frames: int, quick: bool = False, plot_path: Path | None = DEFAULT_PLOT)
         print(f"talkover: bench transport failed: {exc}", file=sys.stderr)
         return 1
     return report(results, plot_path)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """`talkover bench transport`'s options."""
+    p.add_argument("--frames", type=int, default=20000)
+
+
+def from_args(args: argparse.Namespace) -> int:
+    return run(args.frames)
 
 
 def _peer_main(argv: list[str]) -> int:

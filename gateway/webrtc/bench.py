@@ -203,6 +203,16 @@ def run(steps_arg: str = "1,2,4,8,12,16,24,32", seconds: float = 6.0, plot: bool
     return 0
 
 
+def add_arguments(p: Any) -> None:
+    """`talkover bench webrtc`'s options."""
+    p.add_argument("--steps", default="1,2,4,8,12,16,24,32", help="call counts to measure, comma-separated")
+    p.add_argument("--seconds", type=float, default=6.0, help="measuring time per step")
+
+
+def from_args(args: Any) -> int:
+    return run(args.steps, args.seconds)
+
+
 def measure(steps: list[int], seconds: float) -> list[Step]:
     loopback_only()
     voice = np.concatenate([_speech(), np.zeros(24000, np.int16)])  # a turn every ~4 s
