@@ -7,6 +7,8 @@ import statistics
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from gateway.bench import plotting
+
 if TYPE_CHECKING:
     from gateway.bench.calls import CallsResult
 
@@ -67,13 +69,9 @@ def _mean_age(results: list[CallsResult]) -> float:
 
 def plot(results: list[CallsResult], path: Path) -> str:
     """Writes the PNG; returns what happened, for the report."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return "plot skipped: matplotlib is not installed (pip install matplotlib)"
+    plt = plotting.pyplot()
+    if plt is None:
+        return plotting.NO_MATPLOTLIB
     rows = [r for r in results if r.busy is not None and r.idle is not None]
     if not rows:
         return "plot skipped: no run produced figures"
@@ -88,8 +86,4 @@ def plot(results: list[CallsResult], path: Path) -> str:
     ax.grid(True, alpha=0.3)
     ax.legend()
     ax.set_title(f"talkover bench calls ({os.cpu_count()} CPUs, G.711 both ways)")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return f"plot written to {path}"
+    return plotting.save(fig, path)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gateway.bench import barge_figures as figs
+from gateway.bench import plotting
 
 if TYPE_CHECKING:
     from gateway.bench.interruption import Plan, VariantResult
@@ -118,13 +119,9 @@ def table(results: list["VariantResult"], plan: "Plan", labels: list[str], load_
 
 
 def plot(results: list["VariantResult"], path: Path) -> str:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return "plot skipped: matplotlib is not installed (pip install matplotlib)"
+    plt = plotting.pyplot()
+    if plt is None:
+        return plotting.NO_MATPLOTLIB
     if not results:
         return "plot skipped: no results"
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.5))
@@ -153,8 +150,4 @@ def plot(results: list["VariantResult"], path: Path) -> str:
     ax2.grid(True, axis="y", alpha=0.3)
     ax2.legend()
     fig.suptitle(f"talkover bench interruption ({os.cpu_count()} CPUs, SIPp G.711, one worker)")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return f"plot written to {path}"
+    return plotting.save(fig, path)

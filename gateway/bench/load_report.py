@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from gateway.bench import plotting
 from gateway.bench.barge_figures import percentile
 
 if TYPE_CHECKING:
@@ -84,13 +85,9 @@ def tables(res: "LoadResult", plan: "LoadPlan") -> str:
 
 
 def plot(res: "LoadResult", plan: "LoadPlan", path: Path) -> str:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return "plot skipped: matplotlib is not installed (pip install matplotlib)"
+    plt = plotting.pyplot()
+    if plt is None:
+        return plotting.NO_MATPLOTLIB
     if not res.hold and not res.rate:
         return "plot skipped: no step ran"
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.5))
@@ -120,8 +117,4 @@ def plot(res: "LoadResult", plan: "LoadPlan", path: Path) -> str:
     ax2.set_xlabel(f"calls per second ({plan.call_s:g} s calls for {plan.rate_s:g} s)")
     ax2.grid(True, alpha=0.3)
     fig.suptitle(f"talkover bench load ({os.cpu_count()} CPUs, one worker, G.711 both ways)")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return f"plot written to {path}"
+    return plotting.save(fig, path)

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from gateway.bench import plotting
 from gateway.bench.barge_figures import percentile
 
 if TYPE_CHECKING:
@@ -208,13 +209,9 @@ def tables(res: PoolResult) -> str:
 
 
 def plot(res: PoolResult, path: Path) -> str:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return "plot skipped: matplotlib is not installed (pip install matplotlib)"
+    plt = plotting.pyplot()
+    if plt is None:
+        return plotting.NO_MATPLOTLIB
     if not res.runs:
         return "plot skipped: nothing ran"
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.8))
@@ -245,8 +242,4 @@ def plot(res: PoolResult, path: Path) -> str:
         ax2.invert_yaxis()
         ax2.tick_params(axis="y", labelsize=8)
     fig.suptitle(f"talkover bench pool ({os.cpu_count()} CPUs, echo agent, full media chain)")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return f"plot written to {path}"
+    return plotting.save(fig, path)

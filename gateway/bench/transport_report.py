@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from gateway.bench import plotting
 from gateway.bench.transport_result import TRANSPORTS, Result
 
 RTT_OK_MS = 5.0  # a transport adding more than this to a 20 ms frame is out, whatever its CPU
@@ -82,13 +83,9 @@ def conclusion(results: list[Result]) -> str:
 
 def plot(results: list[Result], path: Path) -> str:
     """Writes the PNG; returns what happened, for the report."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return "plot skipped: matplotlib is not installed (pip install 'talkover[bench]')"
+    plt = plotting.pyplot()
+    if plt is None:
+        return plotting.NO_MATPLOTLIB
     paced = [r for r in results if r.mode == "paced"]
     panels = (
         ("sender CPU per frame (µs)", lambda r: r.send_cpu_us, False),
@@ -111,9 +108,5 @@ def plot(results: list[Result], path: Path) -> str:
         ax.grid(True, alpha=0.3)
     axes[0].legend()
     fig.suptitle(f"talkover bench transport ({os.cpu_count()} CPUs)")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return f"plot written to {path}"
+    return plotting.save(fig, path)
 
