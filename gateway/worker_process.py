@@ -1,16 +1,27 @@
 """What the SIP and WebRTC worker processes share around their work: the command line the
-supervisor starts them with (resolved config, name, status pipe), their logging, and the
-status pipe they report on once a second."""
+supervisor starts them with (resolved config, name, status pipe), their logging, the status
+pipe they report on once a second, and how a message from the engine reaches its call."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
+from engine import wire
 from engine.logs import configure_logging
+from engine.session import Command, CommandKind
 from gateway.config import Config, load_resolved
+
+if TYPE_CHECKING:
+    from gateway.media.chain import CallMedia
+
+MEDIA_COMMANDS = (CommandKind.FLUSH, CommandKind.RESUME, CommandKind.PAUSE)  # the media chain acts on these itself
+
+
+class EngineCall(Protocol):
+    media: CallMedia | None
 
 
 def worker_args(prog: str, default_name: str, argv: list[str] | None) -> tuple[argparse.Namespace, Config]:
@@ -45,3 +56,30 @@ class StatusPipe:
         except (BrokenPipeError, OSError):
             self._file = None
             return False
+
+
+def route_engine_message(
+    msg: wire.Decoded,
+    call_of: Callable[[int], EngineCall | None],
+    command: Callable[[Any, Command], None],
+    granted: Callable[[int, int, str], None],
+) -> None:
+    """On the engine-link thread: agent audio and playout commands go straight to the call's
+    media chain; other commands (`command(call, cmd)`) and slot grants (`granted(key, slot,
+    reason)`) are for the worker to hand to its control loop."""
+    kind, slot = msg[0], msg[1]
+    if kind is wire.MsgType.AUDIO:
+        call = call_of(slot)
+        if call is not None and call.media is not None:
+            call.media.on_audio(msg[2])  # type: ignore[arg-type]
+    elif kind is wire.MsgType.COMMAND:
+        cmd: Command = msg[2]  # type: ignore[assignment]
+        call = call_of(slot)
+        if call is None or call.media is None:
+            return
+        if cmd.kind in MEDIA_COMMANDS:
+            call.media.on_command(cmd)
+        else:
+            command(call, cmd)
+    elif kind is wire.MsgType.OPENED:
+        granted(msg[2], slot, msg[3])  # type: ignore[arg-type]

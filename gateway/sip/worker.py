@@ -38,7 +38,7 @@ from gateway.sip.call import CallLeg, Phase, SipCall
 from gateway.sip.endpoint import SipEndpoint, pjsua_max_calls
 from gateway.sip.flood import FloodGuard
 from gateway.sip.stats import read_stream_stats, record_call_stats
-from gateway.worker_process import StatusPipe, worker_args
+from gateway.worker_process import StatusPipe, route_engine_message, worker_args
 
 log = get_logger(component="worker")
 _REQUEST_USER = re.compile(r"^\S+\s+(?:sips?:|tel:)([^@;>\s]+)")
@@ -206,23 +206,12 @@ class Worker:
 
     # -- engine: link thread -----------------------------------------------------------------
     def _on_engine_message(self, msg: wire.Decoded) -> None:
-        kind, slot = msg[0], msg[1]
-        if kind is wire.MsgType.AUDIO:
-            leg = self.by_slot.get(slot)
-            if leg is not None and leg.media is not None:
-                leg.media.on_audio(msg[2])  # type: ignore[arg-type]
-        elif kind is wire.MsgType.COMMAND:
-            cmd = msg[2]
-            leg = self.by_slot.get(slot)
-            if leg is None or leg.media is None:
-                return
-            if cmd.kind in (CommandKind.FLUSH, CommandKind.RESUME, CommandKind.PAUSE):  # type: ignore[union-attr]
-                leg.media.on_command(cmd)  # type: ignore[arg-type]
-            else:
-                self.actions.put(lambda: self._engine_command(leg, cmd))  # type: ignore[arg-type]
-        elif kind is wire.MsgType.OPENED:
-            key, reason = msg[2], msg[3]
-            self.actions.put(lambda: self._slot_granted(key, slot, reason))  # type: ignore[arg-type]
+        route_engine_message(
+            msg,
+            self.by_slot.get,
+            lambda leg, cmd: self.actions.put(lambda: self._engine_command(leg, cmd)),
+            lambda key, slot, reason: self.actions.put(lambda: self._slot_granted(key, slot, reason)),
+        )
 
     def _on_engine_state(self, up: bool) -> None:
         metrics.ENGINE_CONNECTED.set(1 if up else 0)

@@ -37,7 +37,7 @@ from gateway.webrtc.call import Phase, WebRtcCall
 from gateway.webrtc.ice import apply_ice_policy
 from gateway.webrtc.routes import Routes
 from gateway.webrtc.signalling import MAX_LINE, SOCKET_NAME, SignalReply, SignalRequest
-from gateway.worker_process import StatusPipe, worker_args
+from gateway.worker_process import StatusPipe, route_engine_message, worker_args
 
 log = get_logger(component="webrtc")
 TICK_S = 0.02
@@ -234,22 +234,12 @@ class WebRtcWorker:
 
     # -- engine: link thread ----------------------------------------------------------------------
     def _on_engine_message(self, msg: wire.Decoded) -> None:
-        kind, slot = msg[0], msg[1]
-        if kind is wire.MsgType.AUDIO:
-            call = self.by_slot.get(slot)
-            if call is not None and call.media is not None:
-                call.media.on_audio(msg[2])  # type: ignore[arg-type]
-        elif kind is wire.MsgType.COMMAND:
-            cmd: Command = msg[2]  # type: ignore[assignment]
-            call = self.by_slot.get(slot)
-            if call is None or call.media is None:
-                return
-            if cmd.kind in (CommandKind.FLUSH, CommandKind.RESUME, CommandKind.PAUSE):
-                call.media.on_command(cmd)
-            else:
-                self._soon(self._engine_command, call, cmd)
-        elif kind is wire.MsgType.OPENED:
-            self._soon(self._granted, msg[2], slot, msg[3])
+        route_engine_message(
+            msg,
+            self.by_slot.get,
+            lambda call, cmd: self._soon(self._engine_command, call, cmd),
+            lambda key, slot, reason: self._soon(self._granted, key, slot, reason),
+        )
 
     def _on_engine_state(self, up: bool) -> None:
         metrics.ENGINE_CONNECTED.set(1 if up else 0)
