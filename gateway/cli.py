@@ -88,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     bench = sub.add_parser("bench", help="benchmarks that print figures")
     bench_sub = bench.add_subparsers(dest="bench", required=True)
     _add_benches(bench_sub, argv)
+    __import__("gateway.bench.intents", fromlist=["add_parser"]).add_parser(bench_sub)  # talkover bench intents
     args = ap.parse_args(argv)
     return int(args.func(args))
 
