@@ -193,7 +193,7 @@ def plot(outcomes: list[Outcome], path: Path) -> Path | None:
     return path
 
 
-def run(args: argparse.Namespace) -> int:
+def from_args(args: argparse.Namespace) -> int:
     modes = list(MODES) if args.asr == "both" else [args.asr]
     pairs = _items(args)
     outcomes = decode_all(pairs, modes)
@@ -205,8 +205,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("intents", help="the receptionist's intent accuracy on held-out caller voices")
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """`talkover bench intents`' options."""
     p.add_argument("--split", choices=("heldout", "train", "both"), default="heldout",
                    help="caller voices to measure (tune only on train)")
     p.add_argument("--asr", choices=(*MODES, "both"), default=DEFAULT_MODE, help="recognizer language model")
@@ -214,4 +214,3 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=int, default=1, help="takes per caller line (when synthesizing)")
     p.add_argument("--no-engine-cost", action="store_true", help="skip the recognizer-process timing")
-    p.set_defaults(func=run)
