@@ -27,7 +27,9 @@ class DialplanEntry:
     greeting: str = "chime"  # built-in prompt played on answer ("" = none)
     ring_ms: int = 0  # 180 Ringing for this long before the 200
     interruptible: bool = True  # may the caller barge in on the agent?
-    barge_in_min_ms: int = 300  # caller speech this long commits a barge-in; shorter resumes
+    barge_in_min_ms: int = 800  # voiced caller speech this long commits a barge-in; shorter resumes
+    # (800: an "mm-hm" carries ~400-700 ms of voice, bench interruption; the pause at speech-start
+    # already silenced the agent, so a later commit costs the caller nothing audible)
     end_of_turn_ms: int = 200  # silence after the VAD's speech-stop that ends the caller's turn
     vad_threshold_dbfs: float = 0.0  # 0 = the media config's; lower = more sensitive
     on_hold: str = "freeze"  # freeze (keep the conversation, say nothing) | hangup
