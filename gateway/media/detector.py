@@ -4,8 +4,9 @@ A frame is voiced when its level reaches `threshold_dbfs` (cheap; rejects line n
 faint residual echo the canceller leaves) and Silero's latest probability reaches
 `start_probability` (`stop_probability` once in speech). Speech-start comes after `start_ms`
 of voiced frames, speech-stop after `stop_ms` of unvoiced ones. Silero decides once per 32 ms
-chunk; frames in between reuse its latest probability, so a start needs ~2 chunks of speech
-(~50-90 ms after the true onset, measured by `talkover bench aec`).
+chunk; a loud frame that is not yet voiced gets a look at the newest 32 ms (SileroVad.peek)
+rather than waiting for the next chunk boundary, so a start comes ~40-80 ms after the true
+onset (measured by `talkover bench aec`).
 
 Same interface as gateway/media/vad.py's EnergyVad: `update(frame) -> VadEdge | None`,
 `in_speech`, `level_dbfs`, `reset()`; `onset_t` is the time of the frame that started speech.
@@ -54,6 +55,8 @@ class SpeechDetector:
         needed = s.stop_probability if self.in_speech else s.start_probability
         gate = s.threshold_dbfs if self.in_speech else max(s.threshold_dbfs, start_floor_dbfs)
         voiced = self.level_dbfs >= gate and self.silero.probability >= needed
+        if not voiced and not self.in_speech and self.level_dbfs >= gate:
+            voiced = self.silero.peek() >= needed  # an onset need not wait for the next chunk
         if voiced == self.in_speech:
             self._run = 0
             return None

@@ -108,3 +108,17 @@ class SileroVad:
         if prob is not None:
             self.probability = prob
         return prob
+
+    def peek(self) -> float:
+        """The probability of the newest chunk's worth of samples (the last chunk's tail plus
+        what is pending), from a copy of the state: nothing is committed. A chunk boundary
+        comes every 32 ms, frames every 20: a speech onset otherwise waits for the chunk that
+        completes after it (measured: ~15 ms off the barge-in latency). Same cost as a chunk."""
+        if not self._pending.size:
+            return self.probability
+        recent = np.concatenate([self._input[0], self._pending])[-(self._ctx + self._chunk) :]
+        try:
+            out, _ = self._session.run(None, {"input": recent[None, :], "state": self._state.copy(), "sr": self._sr})
+        except Exception as exc:
+            raise VadModelError(f"Silero model failed: {exc}") from exc
+        return float(out[0, 0])
