@@ -60,6 +60,7 @@ BENCHES: dict[str, tuple[str, str]] = {
     "pool": ("gateway.bench.pool", "concurrent calls and calls per second the machine holds vs SIP workers"),
     "webrtc": ("gateway.webrtc.bench", "concurrent WebRTC calls one worker process holds"),
     "intents": ("gateway.bench.intents", "the receptionist's intent accuracy on held-out caller voices"),
+    "network": ("gateway.bench.network", "jitter buffer vs delay, jitter, loss and reordering (SIPp through a relay)"),
 }
 
 

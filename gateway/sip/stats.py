@@ -20,6 +20,7 @@ def read_stream_stats(call: pj.Call) -> dict[str, Any]:
         "jb_delay_avg_ms": int(jb.avgDelayMsec),
         "jb_delay_min_ms": int(jb.minDelayMsec),
         "jb_delay_max_ms": int(jb.maxDelayMsec),
+        "jb_delay_dev_ms": int(jb.devDelayMsec),
         "jb_prefetch_frames": int(jb.prefetch),
         "jb_lost": int(jb.lost),  # frames concealed by PLC because they never arrived
         "jb_discard": int(jb.discard),  # frames dropped: late or too many
