@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.logs import configure_logging
 from gateway.bench import aec_bargein as bi
 from gateway.bench import aec_erle as er
 from gateway.bench.aec_corpus import EchoPathSpec, agent_turns, callers
@@ -256,5 +257,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def from_args(args: argparse.Namespace) -> int:
+    configure_logging("warning")  # the simulated calls' own log lines would interleave with the tables
     report(bool(getattr(args, "short", False)))
     return 0
