@@ -24,12 +24,21 @@ CODECS = ("G722/16000", "PCMU/8000", "PCMA/8000")
 
 @dataclass
 class JitterConfig:
-    """pjmedia's adaptive jitter buffer bounds (ms; -1 = pjmedia default)."""
+    """pjmedia's adaptive jitter buffer bounds (ms; -1 = pjmedia default: init 0, min 1
+    frame, max prefetch 4/5 of max, max 500).
 
-    init_ms: int = -1  # initial prefetch
-    min_pre_ms: int = -1  # lowest prefetch the adaptive algorithm may go down to
-    max_pre_ms: int = -1  # highest prefetch
-    max_ms: int = -1  # buffer size; frames beyond it are discarded
+    Defaults chosen with `talkover bench network` (4 real calls x 20 s per network profile
+    through the impairment relay, settings side by side): pjmedia's own (init 0) never prefetches, so on a 40 ± 30 ms
+    jitter line it discarded 15 % of the frames as late (PLC 13 %); an initial prefetch of 40 ms
+    brings that to < 1 % at ~+12 ms on a clean line. A 20 ms floor and 100 ms prefetch ceiling
+    kept the delay lowest of the settings tried (mean 34 ms clean, 81 ms on the jittery line vs
+    97 ms for a 60-240 ms buffer at the same loss); static discard was no better than progressive.
+    """
+
+    init_ms: int = 40  # initial prefetch (0 = none: the buffer then plays whatever has arrived)
+    min_pre_ms: int = 20  # lowest prefetch the adaptive algorithm may go down to
+    max_pre_ms: int = 100  # highest prefetch
+    max_ms: int = 300  # buffer size; frames beyond it are discarded
     discard_algo: int = 2  # 0 none, 1 static, 2 progressive (pjmedia's default)
 
     def validate(self) -> tuple[str, str] | None:

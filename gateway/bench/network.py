@@ -10,7 +10,7 @@ line gives pjmedia's jitter-buffer figures of each call. The table (gateway/benc
 network_report.py says what each column is) goes to stdout, progress to stderr, a PNG of the
 delay CDFs to artifacts/bench_network.png.
 
-    talkover bench network                      # every profile, settings default/low/deep
+    talkover bench network                      # every profile, settings pjmedia/default/deep
     talkover bench network --quick              # clean and jitter40-loss3, 2 short calls each
     talkover bench network --profiles burst5 --settings default --trace my.trace
 """
@@ -37,7 +37,7 @@ DEFAULT_PLOT = REPO / "artifacts" / "bench_network.png"
 SETTINGS: dict[str, dict[str, Any]] = {
     "default": {},  # gateway/config.py's JitterConfig as it is
     "pjmedia": {"init_ms": -1, "min_pre_ms": -1, "max_pre_ms": -1, "max_ms": -1, "discard_algo": 2},
-    "low": {"init_ms": 40, "min_pre_ms": 20, "max_pre_ms": 100, "max_ms": 300},
+    "low": {"init_ms": 40, "min_pre_ms": 20, "max_pre_ms": 100, "max_ms": 300},  # chosen as the default
     "deep": {"init_ms": 100, "min_pre_ms": 60, "max_pre_ms": 240, "max_ms": 500},
     "init40": {"init_ms": 40, "min_pre_ms": -1, "max_pre_ms": -1, "max_ms": -1},  # only a start prefetch
     "low-static": {"init_ms": 40, "min_pre_ms": 20, "max_pre_ms": 100, "max_ms": 300, "discard_algo": 1},
@@ -52,7 +52,7 @@ class Plan:
     concurrent: int = 4  # one worker takes 4 calls
     talk_s: float = 20.0
     profiles: list[str] = field(default_factory=lambda: [*PROFILES, "trace"])
-    settings: list[str] = field(default_factory=lambda: ["default", "low", "deep"])
+    settings: list[str] = field(default_factory=lambda: ["pjmedia", "default", "deep"])
     trace: str = str(EXAMPLE_TRACE)
     workdir: str = ""
 
@@ -205,7 +205,7 @@ def from_args(args: Any) -> int:
 def add_arguments(p: Any) -> None:
     """`talkover bench network`'s options."""
     p.add_argument("--profiles", help=f"comma-separated: {', '.join(PROFILES)}, trace (default: all)")
-    p.add_argument("--settings", help=f"jitter-buffer settings: {', '.join(SETTINGS)} (default: default,low,deep)")
+    p.add_argument("--settings", help=f"jitter-buffer settings: {', '.join(SETTINGS)} (default: pjmedia,default,deep)")
     p.add_argument("--trace", help=f"the trace file of the 'trace' profile (default {EXAMPLE_TRACE.name})")
     p.add_argument("--calls", type=int, help="calls per profile (default 4)")
     p.add_argument("--concurrent", type=int, help="calls at once, 1-4 (default 4)")
