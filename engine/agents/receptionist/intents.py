@@ -49,7 +49,7 @@ RULES: dict[str, tuple[tuple[str, int], ...]] = {
     ),
     "person": (
         (r"\b(person|human|somebody|someone|anybody|anyone)\b", 2), (r"\breceptionist\b", 3),
-        (r"\bfront desk\b", 3), (r"\btransfer\b", 3), (r"\b(speak|talk) (to|with)\b", 2),
+        (r"\bfront desk\b", 3), (r"\btransfer\b", 3), (r"\b(speak|talk) (to|with)\b", 3),
         (r"\bput me through\b", 3), (r"\breal person\b", 2),
     ),
     "goodbye": (
@@ -57,8 +57,9 @@ RULES: dict[str, tuple[tuple[str, int], ...]] = {
         (r"\bthank you\b", 1), (r"\bhave a (good|nice) day\b", 2),
     ),
     "repeat": (
-        (r"\brepeat\b", 4), (r"\bagain\b", 1), (r"\b(say|said) (that|it) again\b", 2), (r"\bcome again\b", 3),
-        (r"\bpardon\b", 4), (r"\bwhat did you say\b", 4), (r"\bwhat was that\b", 3), (r"\bcatch that\b", 3),
+        (r"\brepeat\b", 3), (r"\bagain\b", 1), (r"\b(say|said) (that|it) again\b", 2), (r"\bcome again\b", 3),
+        (r"\bpardon\b", 3), (r"\bwhat did you say\b", 4), (r"\bwhat was that\b", 2), (r"\bcatch that\b", 3),
+        (r"\bsorry\b", 1),
     ),
 }
 
