@@ -37,7 +37,7 @@ DEFAULT_PLOT = REPO / "artifacts" / "bench_network.png"
 SETTINGS: dict[str, dict[str, Any]] = {
     "default": {},  # gateway/config.py's JitterConfig as it is
     "pjmedia": {"init_ms": -1, "min_pre_ms": -1, "max_pre_ms": -1, "max_ms": -1, "discard_algo": 2},
-    "low": {"init_ms": 40, "min_pre_ms": 20, "max_pre_ms": 100, "max_ms": 300},  # chosen as the default
+    "low": {"init_ms": 40, "min_pre_ms": 20, "max_pre_ms": 100, "max_ms": 300},  # starts at 40, shrinks to 20
     "deep": {"init_ms": 100, "min_pre_ms": 60, "max_pre_ms": 240, "max_ms": 500},
     "init40": {"init_ms": 40, "min_pre_ms": -1, "max_pre_ms": -1, "max_ms": -1},  # only a start prefetch
     "low-static": {"init_ms": 40, "min_pre_ms": 20, "max_pre_ms": 100, "max_ms": 300, "discard_algo": 1},
