@@ -196,7 +196,7 @@ def test_a_held_out_voice_gets_the_right_intent_and_the_engine_never_waits(
     audio, _ = read_wav(DATA / f"{clip}_16k.wav")  # espeak-ng en-us+f3: a held-out voice (engine/data/voices.py)
     text, worst_s = _decode(recognizer, audio)
     assert classify(text).intent == intent, text
-    assert worst_s < 0.005, f"the engine side blocked for {worst_s * 1e3:.1f} ms"
+    assert worst_s < 0.02, f"the engine side blocked for {worst_s * 1e3:.1f} ms (one 20 ms tick)"
 
 
 def test_the_agent_answers_a_spoken_question_through_the_controller(recognizer: Recognizer) -> None:
