@@ -15,12 +15,12 @@ from engine.agents.receptionist.agent import ReceptionistAgent
 from engine.agents.receptionist.intents import classify
 from engine.agents.receptionist.recognizer import Recognizer
 from engine.agents.receptionist.script import GENERAL_SENTENCES, INTENTS
-from engine.session import FRAME_BYTES, AgentAudio, Command, CommandKind, EventKind, PlayoutState, SessionEvent
-from engine.turns.controller import TurnController, TurnSettings, TurnState
+from engine.session import FRAME_BYTES, CommandKind, EventKind, PlayoutState
+from engine.turns.controller import TurnState
 from tests.conftest import DATA
 from tests.support.audio import read_wav
+from tests.support.timeline import Timeline as BaseTimeline
 
-QUIET = bytes(FRAME_BYTES)
 
 
 # -- intent rules ------------------------------------------------------------------------------
@@ -90,20 +90,7 @@ class ScriptedAgent:
         pass
 
 
-class Timeline:
-    def __init__(self, agent: object) -> None:
-        self.out: list[AgentAudio | Command] = []
-        self.tc = TurnController(agent, TurnSettings(), self.out.append)  # type: ignore[arg-type]
-        self.t = 0.0
-
-    def frames(self, n: int, pcm: bytes = QUIET) -> None:
-        for _ in range(n):
-            self.t += 0.02
-            self.tc.on_frame(self.t, pcm)
-
-    def event(self, kind: EventKind, **kw: object) -> None:
-        self.tc.on_event(SessionEvent(kind, self.t, **kw))  # type: ignore[arg-type]
-
+class Timeline(BaseTimeline):
     def caller_turn(self, speech: np.ndarray) -> None:
         self.event(EventKind.SPEECH_START)
         raw = speech.astype(np.int16).tobytes()
@@ -112,12 +99,6 @@ class Timeline:
             self.frames(1, raw[i : i + FRAME_BYTES])
         self.event(EventKind.SPEECH_STOP)
         self.frames(12)  # end_of_turn_ms = 200
-
-    def commands(self) -> list[CommandKind]:
-        return [o.kind for o in self.out if isinstance(o, Command)]
-
-    def audio(self) -> list[AgentAudio]:
-        return [o for o in self.out if isinstance(o, AgentAudio)]
 
 
 TONE = (np.sin(np.arange(8000) / 3) * 8000).astype(np.int16)

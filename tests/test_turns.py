@@ -7,40 +7,22 @@ import numpy as np
 from engine.agents.echo import EchoAgent
 from engine.session import (
     FRAME_BYTES,
-    AgentAudio,
     AudioFlags,
     Command,
     CommandKind,
     EventKind,
     PlayoutState,
-    SessionEvent,
 )
-from engine.turns.controller import TurnController, TurnSettings, TurnState
+from engine.turns.controller import TurnState
+from tests.support.timeline import Timeline as BaseTimeline
 
 SPEECH = (np.ones(FRAME_BYTES // 2, np.int16) * 3000).tobytes()
-QUIET = bytes(FRAME_BYTES)
 
 
-class Timeline:
-    def __init__(self, **settings: object) -> None:
-        self.out: list[AgentAudio | Command] = []
-        agent = EchoAgent({"greeting": "chime", "transfer_digit": "0", "transfer_target": "sip:op@pbx"})
-        self.tc = TurnController(agent, TurnSettings(**settings), self.out.append)  # type: ignore[arg-type]
-        self.t = 0.0
-
-    def frames(self, n: int, pcm: bytes = QUIET) -> None:
-        for _ in range(n):
-            self.t += 0.02
-            self.tc.on_frame(self.t, pcm)
-
-    def event(self, kind: EventKind, **kw: object) -> None:
-        self.tc.on_event(SessionEvent(kind, self.t, **kw))  # type: ignore[arg-type]
-
-    def audio(self) -> list[AgentAudio]:
-        return [o for o in self.out if isinstance(o, AgentAudio)]
-
-    def commands(self) -> list[CommandKind]:
-        return [o.kind for o in self.out if isinstance(o, Command)]
+def Timeline(**settings: object) -> BaseTimeline:  # noqa: N802 - reads like the class it builds
+    """The echo-test agent (chime greeting, DTMF 0 transfers) on a timeline."""
+    agent = EchoAgent({"greeting": "chime", "transfer_digit": "0", "transfer_target": "sip:op@pbx"})
+    return BaseTimeline(agent, **settings)
 
 
 def test_greeting_is_emitted_a_few_frames_ahead_then_one_per_tick() -> None:
