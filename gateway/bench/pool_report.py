@@ -172,8 +172,7 @@ def breakdown_table(res: PoolResult) -> list[str]:
     best = best_hold(run)
     assert best is not None
     out = ["", f"(c) CPU per call by part: {run.workers} workers holding {best.value:g} calls (media stages: "
-           "clock-thread wall time from /metrics, which includes waiting for a CPU on a busy machine; the rest "
-           "from /proc, minus idle)"]  # fmt: skip
+           "the clock thread's CPU time from /metrics; the rest from /proc, minus idle)"]  # fmt: skip
     parts = breakdown(run)
     rows = [[name, "-" if us != us else f"{us:.0f}", f"{pct:.2f}"] for name, us, pct, _ in parts]
     out += _table(["part", "µs per frame", "% of a core per call"], rows)

@@ -34,7 +34,7 @@ from gateway.dialplan import DialplanEntry
 from gateway.media.clock import TickGaps
 from gateway.media.inbound import InboundChain
 from gateway.media.playout import PlayoutPosition, PlayoutQueue
-from gateway.media.timing import OUTBOUND
+from gateway.media.timing import OUTBOUND, stage_clock
 from gateway.media.vad import VadEdge
 
 log = get_logger(component="media")
@@ -89,7 +89,7 @@ class CallMedia:
     def outbound(self) -> bytes | None:
         if self.closed:
             return None
-        t0 = time.perf_counter_ns()
+        t0 = stage_clock()
         now = time.monotonic()
         self.ticks.tick(now)
         pcm = self.playout.pop()
@@ -100,7 +100,7 @@ class CallMedia:
             self._report(PlayoutState.FINISHED, PlayoutPosition(done, self.playout.position().position_ms), now)
         if pcm is not None:
             self.frames_out += 1
-        self.dsp.times.add(OUTBOUND, time.perf_counter_ns() - t0)
+        self.dsp.times.add(OUTBOUND, stage_clock() - t0)
         if self.ticks.count % FLUSH_TICKS == 0:
             self.dsp.times.flush()
         return pcm

@@ -17,7 +17,6 @@ the VAD model failing) is logged once and switched off, and the frame passes thr
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 
@@ -33,7 +32,7 @@ from gateway.media.vad import EnergyVad, VadEdge
 from gateway.media.warmup import AecWarmup
 
 SILENCE = bytes(FRAME_BYTES)
-_clock = time.perf_counter_ns
+_clock = timing.stage_clock
 
 
 def detector_settings(cfg: MediaConfig, threshold_dbfs: float = 0.0) -> DetectorSettings:
