@@ -154,10 +154,15 @@ def test_stops_ignore_short_dips_and_natural_gaps() -> None:
 def test_uac_barge_in_scenario_interrupts_the_greeting(gateway_factory: Callable[..., Gateway]) -> None:
     need("sipp")
     gw = gateway_factory(media={}, entries=[{"name": "long", "numbers": ["*"], "greeting": "long"}])
+    # 3.5 s of caller speech: a commit needs barge_in_min_ms (800) of voice in one VAD segment,
+    # and the clip's first phrase may end in a pause the detector takes as speech-stop.
     result = run_sipp(gw, "uac_barge_in.xml", "-key", "rtp_file", str(SCENARIOS / "audio" / "long_joe.ulaw") + ",1,0",
-                      "-set", "barge_ms", "1000", "-set", "after_ms", "2500")  # fmt: skip
+                      "-set", "barge_ms", "1000", "-set", "after_ms", "4000")  # fmt: skip
     assert result.returncode == 0, result.output
-    turns = gw.wait_turn("barge-in commit")
+    try:
+        turns = gw.wait_turn("barge-in commit")
+    except TimeoutError as exc:
+        raise AssertionError(f"{exc}: {gw.turns()}\n{gw.log_text()[-3000:]}") from None
     assert gw.turns()[0].startswith("speak greeting #1 (8000 ms)")
     assert turns and "barge-in pause" in gw.turns()
 
