@@ -274,11 +274,38 @@ def _scaled(frame: np.ndarray, db: float) -> np.ndarray:
     return (frame.astype(np.float64) * 10 ** (db / 20)).astype(np.int16)
 
 
+class _Warmup:
+    """An AecWarmup and the EchoBound that its chain feeds first (gateway/media/inbound.py)."""
+
+    def __init__(self) -> None:
+        from gateway.media.echo_bound import EchoBound
+        from gateway.media.warmup import AecWarmup
+
+        self.bound = EchoBound()
+        self.warmup = AecWarmup(erle_db=20, margin_db=3, gate_dbfs=-50, bound=self.bound)
+
+    @property
+    def done(self) -> bool:
+        return self.warmup.done
+
+    @property
+    def floor_dbfs(self) -> float:
+        return self.warmup.floor_dbfs
+
+    def far(self, frame: np.ndarray) -> None:
+        self.bound.far(frame)
+        self.warmup.far(frame)
+
+    def near(self, mic: np.ndarray, out: np.ndarray, in_speech: bool) -> None:
+        if not self.warmup.done:
+            self.bound.near(mic)
+        self.warmup.near(mic, out, in_speech)
+
+
 def test_warmup_gate_holds_until_the_canceller_shows_20_db_then_lifts() -> None:
-    from gateway.media.warmup import AecWarmup
 
     rng = np.random.default_rng(1)
-    w = AecWarmup(erle_db=20, margin_db=3, gate_dbfs=-50)
+    w = _Warmup()
     sent = [_noise_frame(rng, -20.0) for _ in range(140)]
     for f in sent[:40]:
         w.far(f)
@@ -303,10 +330,9 @@ def test_warmup_ends_once_every_lag_shows_the_line_brings_no_echo_back() -> None
     """Agent audio out, line noise 50 dB below it back: the echo could come back up to 600 ms
     late, so the line is known echo-free only after every lag has seen enough agent audio."""
     from gateway.media.echo_bound import GAIN_MIN_SAMPLES, LAGS
-    from gateway.media.warmup import AecWarmup
 
     rng = np.random.default_rng(2)
-    w = AecWarmup(erle_db=20, margin_db=3, gate_dbfs=-50)
+    w = _Warmup()
     ended = None
     for i in range(200):
         w.far(_noise_frame(rng, -20.0))
@@ -337,11 +363,10 @@ def test_echo_bound_learns_the_echo_path_gain_and_keeps_an_echoing_line_cancelle
 def test_warmup_lets_a_caller_through_whom_no_echo_of_the_greeting_explains() -> None:
     """A melody greeting (one tone) on an echo-free line, the caller speaking 15 dB below it:
     no gate. Its own echo (delayed 120 ms, 6 dB down, broadband agent audio) keeps the gate."""
-    from gateway.media.warmup import AecWarmup
 
     rng = np.random.default_rng(3)
     tone = (32768 * 10 ** (-17 / 20) * np.sin(2 * np.pi * 440 * np.arange(320) / 16000)).astype(np.int16)
-    w = AecWarmup(erle_db=20, margin_db=3, gate_dbfs=-50)
+    w = _Warmup()
     for _ in range(40):
         w.far(tone)
         w.near(np.zeros(320, np.int16), np.zeros(320, np.int16), in_speech=False)
@@ -351,7 +376,7 @@ def test_warmup_lets_a_caller_through_whom_no_echo_of_the_greeting_explains() ->
         w.near(caller, caller, in_speech=False)
     assert w.floor_dbfs == -120.0 and not w.done
 
-    echoing = AecWarmup(erle_db=20, margin_db=3, gate_dbfs=-50)
+    echoing = _Warmup()
     sent = [_noise_frame(rng, -20.0) for _ in range(80)]
     floors = []
     for i, f in enumerate(sent):

@@ -73,8 +73,8 @@ class InboundChain:
             cfg.aec_warmup_erle_db,
             cfg.aec_warmup_margin_db,
             settings.threshold_dbfs,
+            self.echo,
             enabled=self.aec is not None,
-            bound=self.echo,
         )
 
     @property

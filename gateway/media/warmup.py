@@ -34,16 +34,13 @@ QUIET_FRAMES = 100  # 2 s of agent audio with nothing heard above the gate: no e
 
 
 class AecWarmup:
-    __slots__ = ("erle_db", "margin_db", "done", "bound", "_feeds_bound", "_gate", "_far", "_at", "_sent", "_n", "_mic", "_out", "_passed", "_quiet")
+    __slots__ = ("erle_db", "margin_db", "done", "bound", "_gate", "_far", "_at", "_sent", "_n", "_mic", "_out", "_passed", "_quiet")
 
-    def __init__(
-        self, erle_db: float, margin_db: float, gate_dbfs: float, enabled: bool = True, bound: EchoBound | None = None
-    ) -> None:
-        """`bound`: the call's EchoBound, fed by its owner; None: this warm-up feeds its own."""
+    def __init__(self, erle_db: float, margin_db: float, gate_dbfs: float, bound: EchoBound, enabled: bool = True) -> None:
+        """`bound`: the call's EchoBound, fed by the chain before each far() and near()."""
         self.erle_db, self.margin_db = erle_db, margin_db
         self.done = not enabled
-        self._feeds_bound = bound is None
-        self.bound = bound or EchoBound()
+        self.bound = bound
         self._gate = 10 ** (gate_dbfs / 10)
         self._far = [-120.0] * FAR_HISTORY
         self._at = 0
@@ -63,8 +60,6 @@ class AecWarmup:
         if self.done and not self.bound.echo_free:
             return
         level_dbfs = frame_dbfs(frame)
-        if self._feeds_bound:
-            self.bound.far(frame)
         self._far[self._at] = level_dbfs
         self._at = (self._at + 1) % FAR_HISTORY
         if level_dbfs >= FAR_ACTIVE_DBFS:
@@ -83,11 +78,10 @@ class AecWarmup:
         """One heard frame (int16 samples) before and after the canceller."""
         if self.done:
             return
-        explained = not (self.bound.near(mic) if self._feeds_bound else self.bound.unexplained)
         if self.bound.echo_free:
             self.done = True  # nothing to cancel: the gate has nothing to protect against
             return
-        if not explained or in_speech or self._sent < FAR_HISTORY or max(self._far) < FAR_ACTIVE_DBFS:
+        if self.bound.unexplained or in_speech or self._sent < FAR_HISTORY or max(self._far) < FAR_ACTIVE_DBFS:
             return  # the caller's own speech says nothing about the echo
         mic_power, out_power = frame_power(mic), frame_power(out)
         if mic_power < self._gate:
