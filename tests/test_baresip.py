@@ -9,7 +9,7 @@ import pytest
 
 from engine.agents.prompts import chime
 from tests.conftest import DATA, need
-from tests.support.audio import read_wav, xcorr
+from tests.support.audio import piecewise_match, read_wav, xcorr
 from tests.support.baresip import Baresip
 from tests.support.gateway import RAW_MEDIA, Gateway, wait_until
 
@@ -40,7 +40,9 @@ def test_baresip_call_hears_greeting_and_its_own_echo(gateway: Gateway, codec: s
     sent, _ = read_wav(SPEECH)
     nz = (sent != 0).nonzero()[0]
     voiced = sent[nz[0] : nz[-1]]
-    echo = xcorr(voiced, heard[greeting.lag + chime().size :])
-    assert echo.peak > floor - 0.2, f"echo of baresip's speech: {echo.peak:.2f}"
+    # Piece by piece: either jitter buffer may shift the audio by a frame mid-utterance.
+    echo = piecewise_match(voiced, heard[greeting.lag + chime().size :])
+    assert echo.found(floor - 0.2) >= 0.9, f"echo of baresip's speech: {echo.describe()}"
     recorded, _ = read_wav(gateway.recording(call_id, "caller"))
-    assert xcorr(voiced, recorded).peak > floor
+    engine_heard = piecewise_match(voiced, recorded)
+    assert len(engine_heard.peaks) >= 3 and engine_heard.found(floor) >= 0.9, engine_heard.describe()
