@@ -92,6 +92,33 @@ def test_aec_wrong_length_would_abort_the_process_without_the_guard() -> None:
     assert "survived" not in proc.stdout or proc.returncode != 0, "the native module accepts 9.4 ms now"
 
 
+def test_aec_one_20_ms_call_equals_two_10_ms_calls_bit_for_bit() -> None:
+    """EchoCanceller hands a whole frame to livekit in one call, relying on livekit cutting it
+    into AEC3's 10 ms blocks itself; if a future livekit stops doing so, this says so."""
+    from livekit import rtc
+
+    far = to_int16(np.concatenate(agent_turns()[:1])[: 3 * 16000])
+    path = EchoPath(EchoPathSpec(80, 10, "hybrid"), 16000, FRAME_SAMPLES, far)
+    whole = EchoCanceller(16000, noise_suppression=True)
+    halves = rtc.AudioProcessingModule(echo_cancellation=True, noise_suppression=True, high_pass_filter=True)
+    got, want = [], []
+    for f in frames_of(far):
+        mic = to_int16(path.echo(f.astype(np.float64) / 32768)).tobytes()
+        whole.far(f.tobytes())
+        got.append(whole.near(mic))
+        out = bytearray()
+        for pcm, near in ((f.tobytes(), False), (mic, True)):
+            for half in (pcm[:FRAME_BYTES // 2], pcm[FRAME_BYTES // 2 :]):
+                buf = bytearray(half)
+                block = rtc.AudioFrame(buf, 16000, 1, FRAME_SAMPLES // 2)
+                (halves.process_stream if near else halves.process_reverse_stream)(block)
+                if near:
+                    out += buf
+        want.append(bytes(out))
+    assert got == want
+    assert whole.far_blocks == whole.near_blocks == 2 * len(got)
+
+
 def test_aec_rejects_a_rate_it_cannot_run() -> None:
     with pytest.raises(ValueError, match="sample rate"):
         EchoCanceller(11025)
