@@ -78,8 +78,14 @@ ABS_FLOOR = (32768.0 * 10 ** (-80 / 20)) ** 2 * float(np.sum(_WINDOW_FN**2)) * _
 _TO_FULL_SCALE = 1.0 / (float(np.sum(_WINDOW_FN**2)) * FRAME_SAMPLES * 32768.0**2 / 2)
 
 
+_ZERO_BANDS = np.zeros(BANDS)
+_ZERO_BANDS.flags.writeable = False
+
+
 def band_powers(frame: np.ndarray) -> np.ndarray:
     """Power per band of one 20 ms 16 kHz frame (int16 scale)."""
+    if not frame.any():  # the agent is silent: most sent frames while the caller talks
+        return _ZERO_BANDS
     spec = np.abs(np.fft.rfft(frame.astype(np.float64) * _WINDOW_FN)) ** 2
     return np.add.reduceat(spec[: _EDGES[-1]], _EDGES[:-1])
 
@@ -88,10 +94,18 @@ class EchoBound:
     """Feed every sent frame (`far`) and every heard frame (`near`) in tick order; `unexplained`
     says whether the last `WINDOW` heard frames exceed what any echo of the sent audio could be."""
 
-    __slots__ = ("_far", "_sent", "_heard", "_noise", "_noise_at", "_ratios", "_ratio_at", "_quiet", "_quiet_at", "gains", "unexplained", "echo_free", "echo_seen", "_echo_lag", "_echo_run")
+    __slots__ = ("_far", "_far_log", "_env", "_sent_windows", "_far_log_spans", "_sent", "_heard", "_noise", "_noise_at", "_ratios", "_ratio_at", "_quiet", "_quiet_at", "gains", "unexplained", "echo_free", "echo_seen", "_echo_lag", "_echo_run")
 
     def __init__(self) -> None:
         self._far = np.zeros((_HISTORY, BANDS))  # oldest first; the last row is the newest sent frame
+        # _env[j]: the most each band sent over far rows j..j+TAIL (a frame and its reverb),
+        # kept up to date one row per sent frame.
+        self._env = np.zeros((_HISTORY - TAIL, BANDS))
+        # Views made once (building them per frame cost ~40 µs): both arrays are only ever
+        # updated in place. For lag d (LAGS first), the rows a heard window lines up with.
+        self._sent_windows = sliding_window_view(self._env, WINDOW, axis=0)[-(LAGS + 1) :].transpose(0, 2, 1)
+        self._far_log = np.zeros((_HISTORY, BANDS))  # log10(1 + _far), for the correlation
+        self._far_log_spans = sliding_window_view(self._far_log, CORR_FRAMES, axis=0)[-(LAGS + 1) :].transpose(0, 2, 1)
         self._sent = np.zeros(_HISTORY)  # the same frames' total power
         self._heard = np.zeros((CORR_FRAMES, BANDS))
         self._noise = np.full((NOISE_FRAMES, BANDS), np.inf)
@@ -109,6 +123,10 @@ class EchoBound:
     def far(self, frame: np.ndarray) -> None:
         self._far[:-1] = self._far[1:]
         self._far[-1] = band_powers(frame)
+        self._far_log[:-1] = self._far_log[1:]
+        np.log10(self._far[-1] + 1.0, out=self._far_log[-1])
+        self._env[:-1] = self._env[1:]
+        np.max(self._far[-(TAIL + 1) :], axis=0, out=self._env[-1])
         self._sent[:-1] = self._sent[1:]
         self._sent[-1] = self._far[-1].sum()
 
@@ -182,10 +200,7 @@ class EchoBound:
         n = int(counted.sum())
         if n < MIN_CELLS:
             return False
-        # envelope[j]: the most each band sent over far rows j..j+TAIL (a frame and its reverb).
-        envelope = sliding_window_view(self._far, TAIL + 1, axis=0).max(axis=-1)
-        # For lag d, the heard frames line up with envelope rows ending d rows before the newest.
-        sent = sliding_window_view(envelope, WINDOW, axis=0)[-(LAGS + 1) :].transpose(0, 2, 1)  # lags LAGS..0
+        sent = self._sent_windows  # lags LAGS..0
         if self._beyond(heard, counted, sent * self.gains[::-1, None, None]) < UNEXPLAINED_FRACTION * n:
             return False  # within what the echo path has been seen to pass
         if self._beyond(heard, counted, sent * 10 ** (SLACK_DB / 10)) >= UNEXPLAINED_FRACTION * n:
@@ -208,11 +223,10 @@ class EchoBound:
         """The best correlation over lags of heard and sent log band powers (per-band means
         removed), and its lag. The sent frames themselves, not their reverberant envelope:
         the envelope's smoothing cost more echo correlation than it gained (measured)."""
-        spans = sliding_window_view(self._far, CORR_FRAMES, axis=0)[-(LAGS + 1) :].transpose(0, 2, 1)  # lags LAGS..0
         k = np.maximum(counted.sum(axis=0), 1)  # counted frames per band: means over those only
         x = np.log10(self._heard + 1.0)
         x = np.where(counted, x - np.where(counted, x, 0.0).sum(axis=0) / k, 0.0)
-        y = np.log10(spans + 1.0)
+        y = self._far_log_spans  # lags LAGS..0
         y = np.where(counted[None], y - np.where(counted[None], y, 0.0).sum(axis=1, keepdims=True) / k, 0.0)
         num = (x[None] * y).sum(axis=(1, 2))
         den = np.sqrt((x * x).sum() * (y * y).sum(axis=(1, 2))) + 1e-12
