@@ -50,8 +50,8 @@ class SpeechDetector:
     def update(self, frame: np.ndarray, t: float = 0.0, start_floor_dbfs: float = -120.0) -> VadEdge | None:
         """`start_floor_dbfs`: a higher gate for starting speech (the echo canceller's warm-up)."""
         self.level_dbfs = frame_dbfs(frame)
+        self.silero.push(frame)
         s = self.settings
-        self.silero.push(frame, loud=self.level_dbfs >= s.threshold_dbfs)
         needed = s.stop_probability if self.in_speech else s.start_probability
         gate = s.threshold_dbfs if self.in_speech else max(s.threshold_dbfs, start_floor_dbfs)
         voiced = self.level_dbfs >= gate and self.silero.probability >= needed

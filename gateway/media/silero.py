@@ -9,13 +9,6 @@ The model takes 512 new samples (32 ms) at 16 kHz, or 256 at 8 kHz, plus the pre
 chunk's last 64 (32) samples as context; `SileroVad.push` buffers 20 ms frames into those
 chunks and returns a speech probability each time a chunk completes (~0.15 ms per chunk,
 single-threaded on the calling thread).
-
-A chunk made only of frames the caller of `push` marked quiet (`loud=False`: below the
-speech detector's energy gate, so never voiced whatever Silero says) is not run: its
-probability is 0 and the recurrent state is left as it was. On a phone call that is most of
-the caller's channel while the agent talks (the canceller leaves line noise) and in every
-pause. After `RESET_AFTER_QUIET` quiet chunks in a row the state is reset: the next speech
-then starts Silero as at the start of a stream, the condition it was trained on.
 """
 
 from __future__ import annotations
@@ -31,7 +24,6 @@ MODEL_PACKAGE = "silero_vad"
 MODEL_NAME = "silero_vad.onnx"
 CHUNK = {16000: 512, 8000: 256}
 CONTEXT = {16000: 64, 8000: 32}
-RESET_AFTER_QUIET = 10  # chunks (320 ms at 16 kHz)
 
 
 class VadModelError(RuntimeError):
@@ -95,14 +87,10 @@ class SileroVad:
         self._input = np.zeros((1, self._ctx + self._chunk), dtype=np.float32)
         self._pending = np.zeros(0, dtype=np.float32)
         self.probability = 0.0
-        self.chunks = 0  # chunks completed
-        self.skipped = 0  # ... of which quiet ones, not run
-        self._loud_pending = False  # a loud frame is in the chunk being gathered
-        self._quiet_run = 0
+        self.chunks = 0
 
-    def push(self, samples: np.ndarray, loud: bool = True) -> float | None:
-        """Add int16 samples; the probability of the last chunk completed by them, or None.
-        `loud=False`: these samples are below the energy gate (see the module docstring)."""
+    def push(self, samples: np.ndarray) -> float | None:
+        """Add int16 samples; the probability of the last chunk completed by them, or None."""
         pending = np.concatenate([self._pending, samples.astype(np.float32) * (1.0 / 32768.0)])
         prob: float | None = None
         start = 0
@@ -110,28 +98,16 @@ class SileroVad:
             self._input[0, : self._ctx] = self._input[0, -self._ctx :]  # last chunk's tail = context
             self._input[0, self._ctx :] = pending[start : start + self._chunk]
             start += self._chunk
-            prob = self._run_chunk(self._loud_pending or loud)
-            self._loud_pending = False
+            try:
+                out, self._state = self._session.run(None, {"input": self._input, "state": self._state, "sr": self._sr})
+            except Exception as exc:
+                raise VadModelError(f"Silero model failed: {exc}") from exc
+            prob = float(out[0, 0])
+            self.chunks += 1
         self._pending = pending[start:]
-        self._loud_pending = self._loud_pending or (loud and self._pending.size > 0)
         if prob is not None:
             self.probability = prob
         return prob
-
-    def _run_chunk(self, loud: bool) -> float:
-        self.chunks += 1
-        if not loud:
-            self.skipped += 1
-            self._quiet_run += 1
-            if self._quiet_run == RESET_AFTER_QUIET:
-                self._state[:] = 0.0
-            return 0.0
-        self._quiet_run = 0
-        try:
-            out, self._state = self._session.run(None, {"input": self._input, "state": self._state, "sr": self._sr})
-        except Exception as exc:
-            raise VadModelError(f"Silero model failed: {exc}") from exc
-        return float(out[0, 0])
 
     def peek(self) -> float:
         """The probability of the newest chunk's worth of samples (the last chunk's tail plus
