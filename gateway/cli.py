@@ -61,6 +61,7 @@ BENCHES: dict[str, tuple[str, str]] = {
     "webrtc": ("gateway.webrtc.bench", "concurrent WebRTC calls one worker process holds"),
     "intents": ("gateway.bench.intents", "the receptionist's intent accuracy on held-out caller voices"),
     "network": ("gateway.bench.network", "jitter buffer vs delay, jitter, loss and reordering (SIPp through a relay)"),
+    "model": ("gateway.bench.model", "codec round trip vs uncoded, Opus 6k, AMR-NB 4.75k: WER, STOI, bitrate, RTF"),
 }
 
 
@@ -87,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     check.set_defaults(func=_check)
     data = sub.add_parser("data", help="offline data: the synthetic corpus")
     __import__("engine.data.synth", fromlist=["add_parser"]).add_parser(data.add_subparsers(dest="data", required=True))
+    train = sub.add_parser("train", help="train the engine's model (codec) on a synthesized corpus")
+    __import__("engine.train.cli", fromlist=["add_parser"]).add_parser(train.add_subparsers(dest="train", required=True))
     bench = sub.add_parser("bench", help="benchmarks that print figures")
     bench_sub = bench.add_subparsers(dest="bench", required=True)
     _add_benches(bench_sub, argv)

@@ -49,9 +49,14 @@ class Vocoder(nn.Module):
 
     def forward(self, codes: Tensor, tail: Tensor, cur: StateCursor) -> tuple[Tensor, Tensor]:
         """codes [B, T, n_q], tail [B, overlap-1, hop] → (pcm [B, T * frame] in about [-1, 1], tail')."""
-        b, t, _ = codes.shape
         x = sum(self.emb[q](codes[..., q]) for q in range(self.n_q))
-        x = self.expand(x).view(b, t * self.up, self.cfg.dim).transpose(1, 2)  # type: ignore[union-attr]
+        return self.synthesise(x, tail, cur)  # type: ignore[arg-type]
+
+    def synthesise(self, x: Tensor, tail: Tensor, cur: StateCursor) -> tuple[Tensor, Tensor]:
+        """The summed code embeddings x [B, T, dim] → (pcm, tail'). Training feeds it continuous
+        (straight-through quantized) features here; engine/train/codec_model.py."""
+        b, t, _ = x.shape
+        x = self.expand(x).view(b, t * self.up, self.cfg.dim).transpose(1, 2)
         for blk in self.blocks:
             x = blk(x, cur)
         h = self.head(self.norm(x.transpose(1, 2)))  # [B, S, 2 * bins]

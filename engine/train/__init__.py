@@ -1,0 +1,1 @@
+"""Training recipes for the engine's model (`talkover train ...`)."""

@@ -1,0 +1,65 @@
+"""The codec round trip as one trainable module over a `SpeechModel`'s parts.
+
+pcm → Encoder → (EMA residual VQ, straight-through) → projection → Vocoder.synthesise → pcm.
+The vocoder reads codes through one embedding table per codebook and sums them; here the
+sum is `projection(sum of the chosen codebook vectors)`, which is linear in the codes, so
+`bake()` writes `emb[q].weight = codebooks[q] @ projection.T` and the engine's code path
+(`SpeechModel.encode` → `SpeechModel.vocode`) reproduces the training forward exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from engine.model.layers import StateCursor
+from engine.model.model import SpeechModel
+from engine.train.quantizer import EmaResidualQuantizer
+
+
+@dataclass
+class RoundTrip:
+    pcm: Tensor  # [B, T] reconstruction
+    codes: Tensor  # [B, T / frame, n_q]
+    commitment: Tensor
+    usage: Tensor  # [n_q]
+
+
+class CodecTrainModule(nn.Module):
+    def __init__(self, model: SpeechModel) -> None:
+        super().__init__()
+        self.model = model
+        self.quantizer = EmaResidualQuantizer(model.rvq)
+        latent, dim = model.cfg.encoder.latent_dim, model.cfg.vocoder.dim
+        self.projection = nn.Linear(latent, dim, bias=False)
+        for emb in model.vocoder.emb:  # written by bake(), not trained
+            emb.weight.requires_grad_(False)
+
+    def trainable(self) -> list[nn.Parameter]:
+        parts = [self.model.encoder, self.model.vocoder, self.projection]
+        return [p for m in parts for p in m.parameters() if p.requires_grad]
+
+    def forward(self, pcm: Tensor) -> RoundTrip:
+        b = pcm.shape[0]
+        latents = self.model.encoder(pcm, StateCursor(None, b, pcm.device, pcm.dtype))
+        q = self.quantizer(latents)
+        voc = self.model.vocoder
+        tail = torch.zeros(b, *voc.state_tail_shape(), device=pcm.device, dtype=pcm.dtype)
+        out, _ = voc.synthesise(self.projection(q.quantized), tail, StateCursor(None, b, pcm.device, pcm.dtype))
+        return RoundTrip(out, q.codes, q.commitment, q.usage)
+
+    @torch.no_grad()
+    def bake(self) -> None:
+        """Write the vocoder's code embeddings from the codebooks and the projection."""
+        for q, emb in enumerate(self.model.vocoder.emb):
+            emb.weight.copy_(self.model.rvq.codebooks[q] @ self.projection.weight.t())
+
+    @torch.no_grad()
+    def recover_projection(self) -> None:
+        """The projection back from baked embeddings (a checkpoint saved without its train state):
+        the least-squares solution of codebooks @ P.T = embeddings, exact for full-rank books."""
+        books = self.model.rvq.codebooks.flatten(0, 1)
+        embs = torch.cat([emb.weight for emb in self.model.vocoder.emb])
+        self.projection.weight.copy_(torch.linalg.lstsq(books, embs).solution.t())
