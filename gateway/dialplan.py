@@ -30,6 +30,7 @@ class DialplanEntry:
     barge_in_min_ms: int = 800  # voiced caller speech this long commits a barge-in; shorter resumes
     # (800: an "mm-hm" carries ~400-700 ms of voice, bench interruption; the pause at speech-start
     # already silenced the agent, so a later commit costs the caller nothing audible)
+    barge_in_join_ms: int = 600  # speech this soon after a resumed barge-in continues its voiced count
     end_of_turn_ms: int = 200  # silence after the VAD's speech-stop that ends the caller's turn
     vad_threshold_dbfs: float = 0.0  # 0 = the media config's; lower = more sensitive
     on_hold: str = "freeze"  # freeze (keep the conversation, say nothing) | hangup
@@ -47,7 +48,7 @@ class DialplanEntry:
             return "agent", f"unknown agent {self.agent!r} (known: {', '.join(AGENTS)})"
         if self.on_hold not in ("freeze", "hangup"):
             return "on_hold", "must be 'freeze' or 'hangup'"
-        if self.ring_ms < 0 or self.barge_in_min_ms < 0 or self.end_of_turn_ms < 20:
+        if self.ring_ms < 0 or self.barge_in_min_ms < 0 or self.barge_in_join_ms < 0 or self.end_of_turn_ms < 20:
             return "ring_ms", "times must be positive (end_of_turn_ms >= 20)"
         if self.transfer_target and not self.transfer_target.startswith(("sip:", "sips:", "tel:")):
             return "transfer_target", "must be a sip:, sips: or tel: URI"

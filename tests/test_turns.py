@@ -81,6 +81,31 @@ def test_backchannel_is_resumed_even_when_speech_stop_comes_after_the_minimum() 
     assert tl.commands() == [CommandKind.RESUME] and tl.tc.state is TurnState.SPEAKING
 
 
+def test_barge_in_split_by_a_pause_continues_its_count_but_spaced_backchannels_do_not() -> None:
+    tl = Timeline(barge_in_min_ms=300, barge_in_join_ms=600)
+    tl.event(EventKind.STARTED)
+    tl.frames(3)
+    tl.event(EventKind.SPEECH_START)
+    tl.frames(10, SPEECH)  # "wait —" 200 ms
+    tl.frames(25)  # the VAD's hangover
+    tl.event(EventKind.SPEECH_STOP)
+    assert tl.commands() == [CommandKind.RESUME]
+    tl.frames(20)  # 400 ms more of pause: the agent plays on
+    tl.event(EventKind.SPEECH_START)
+    tl.frames(5, SPEECH)  # 200 + 100 ms voiced: the minimum, counted over both parts
+    assert tl.commands() == [CommandKind.RESUME, CommandKind.FLUSH]
+
+    spaced = Timeline(barge_in_min_ms=300, barge_in_join_ms=600)
+    spaced.event(EventKind.STARTED)
+    for _ in range(2):  # two "mm-hm"s, the second 700 ms after the first was resumed
+        spaced.event(EventKind.SPEECH_START)
+        spaced.frames(10, SPEECH)
+        spaced.frames(25)
+        spaced.event(EventKind.SPEECH_STOP)
+        spaced.frames(35)
+    assert spaced.commands() == [CommandKind.RESUME, CommandKind.RESUME]
+
+
 def test_not_interruptible_agent_keeps_talking() -> None:
     tl = Timeline(interruptible=False)
     tl.event(EventKind.STARTED)

@@ -7,7 +7,10 @@ Barge-in (../shared/DESIGN.md): the gateway has already paused playout in the ti
 caller's speech started; here the pause is *committed* once the speech outlasts
 `barge_in_min_ms` (FLUSH: the gateway drops the queue and reports what the caller heard,
 the agent is told where it was cut off) or *resumed* if it stops sooner (RESUME: a
-backchannel or noise; playback continues where it paused).
+backchannel or noise; playback continues where it paused). Speech that starts again within
+`barge_in_join_ms` of a resume continues the voiced count: "wait — … — I have a question",
+split by a pause longer than the VAD's hangover, commits on its second part instead of
+needing the whole minimum again.
 
 The controller is clocked by the caller frames the gateway sends every 20 ms, so every
 decision has a timestamp on the gateway's clock. It emits at most `lead_frames` agent
@@ -61,6 +64,7 @@ class TurnState(enum.Enum):
 class TurnSettings:
     interruptible: bool = True
     barge_in_min_ms: int = 300
+    barge_in_join_ms: int = 600  # speech this soon after a resumed barge-in continues its voiced count
     end_of_turn_ms: int = 200
     preroll_ms: int = 200  # caller audio kept from before the VAD's speech-start
     lead_frames: int = 3  # agent frames emitted ahead of playout
@@ -70,7 +74,7 @@ class TurnSettings:
     @classmethod
     def from_agent(cls, agent: dict[str, object]) -> "TurnSettings":
         s = cls()
-        for name in ("interruptible", "barge_in_min_ms", "end_of_turn_ms", "end_of_turn_max_ms"):
+        for name in ("interruptible", "barge_in_min_ms", "barge_in_join_ms", "end_of_turn_ms", "end_of_turn_max_ms"):
             if name in agent:
                 setattr(s, name, type(getattr(s, name))(agent[name]))  # type: ignore[call-overload]
         return s
@@ -91,6 +95,7 @@ class TurnController:
         self._unfinished = False  # emitted, waiting for the gateway's FINISHED
         self._barge_t0: float | None = None  # caller speech started over the agent at this time
         self._barge_voiced_ms = 0  # voiced caller audio since then
+        self._barge_resumed: tuple[float, int] | None = None  # (when, voiced ms) of the last resumed one
         self._in_speech = False
         self._turn: list[bytes] = []
         self._preroll: list[bytes] = []
@@ -169,6 +174,9 @@ class TurnController:
             if self.settings.interruptible and self._barge_t0 is None:
                 self._barge_t0 = t  # the gateway paused playout in this same tick
                 self._barge_voiced_ms = 0
+                resumed, self._barge_resumed = self._barge_resumed, None
+                if resumed is not None and t - resumed[0] <= self.settings.barge_in_join_ms / 1000:
+                    self._barge_voiced_ms = resumed[1]
                 self._note(t, "barge-in pause")
             elif not self.settings.interruptible:
                 self._turn = []  # the agent holds the floor: this speech is not a turn
@@ -180,6 +188,7 @@ class TurnController:
         self._in_speech = False
         if self._barge_t0 is not None:  # shorter than the minimum: backchannel or noise
             self._barge_t0 = None
+            self._barge_resumed = (t, self._barge_voiced_ms)
             self._turn = []
             self._emit(Command(CommandKind.RESUME, t, reason="short speech"))
             self._note(t, "barge-in resumed")
