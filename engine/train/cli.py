@@ -36,3 +36,4 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--save-every", type=float, default=180.0, help="seconds between checkpoints")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_run_codec)
+    __import__("engine.train.lm_cli", fromlist=["add_parsers"]).add_parsers(sub)
