@@ -147,3 +147,21 @@ def test_barge_in_rows_fall_silent() -> None:
         assert (over[quiet:][~np.isnan(over[quiet:])] == 1).all()
         assert (text == 11).sum() == 40  # the text keeps flowing
         assert not speech[quiet:].any() and speech.any()
+
+
+def test_trained_checkpoint_queues_phonemes_for_the_engine(setup: tuple[Path, Path], tmp_path: Path) -> None:
+    """A checkpoint with frontend.json loads with its frontend, and the scheduler's `say` queues
+    its per-frame phoneme tokens instead of bytes."""
+    from engine.batch.scheduler import BatchScheduler
+
+    out = tmp_path / "lm"
+    train_lm(options(setup, out, steps=1))
+    model = load_checkpoint(out)
+    assert model.frontend is not None and load_checkpoint(setup[1]).frontend is None
+    model.frontend.id_map.update({"h": 10, "ə": 11, "l": 12, "o": 13, "ʊ": 14})
+    sched = BatchScheduler(model, slots=1)
+    sched.join(0)
+    sched.say(0, "hello")
+    queued = list(sched.slots[0].text)
+    assert queued == model.frontend.reply_tokens("hello") and queued[-1] == TEXT_END
+    assert set(queued[:-1]) <= {1, 2, 10, 11, 12, 13, 14}

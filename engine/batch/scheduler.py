@@ -108,7 +108,8 @@ class BatchScheduler:
         self.slots[slot].speaking = speaking
 
     def say(self, slot: int, text: str) -> None:
-        self.slots[slot].text.extend(text_tokens(text))
+        frontend = self.model.frontend  # a trained LM's phoneme timeline, else bytes
+        self.slots[slot].text.extend(frontend.reply_tokens(text) if frontend is not None else text_tokens(text))
 
     def event(self, slot: int, code: int) -> None:
         self.slots[slot].events.append(code)

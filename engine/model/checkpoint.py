@@ -16,6 +16,7 @@ from safetensors.torch import load_file, save_file
 
 from engine.model.config import PRESETS, ModelConfig, ModelConfigError, preset
 from engine.model.model import SpeechModel
+from engine.model.phonemes import FRONTEND_FILE, Frontend
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -57,6 +58,8 @@ def load_checkpoint(directory: str | Path, device: str = "cpu") -> SpeechModel:
                 f"{weights}: tensor {name!r} has shape {tuple(got.shape)}, config {cfg.name!r} needs {tuple(want.shape)}"
             )
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()})
+    if (path / FRONTEND_FILE).is_file():
+        model.frontend = Frontend.load(path)
     return model.to(device).eval()
 
 

@@ -7,6 +7,7 @@ All per-slot state lives in a `StreamState` whose tensors have the slot as leadi
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
@@ -16,6 +17,9 @@ from engine.model.config import ModelConfig
 from engine.model.layers import StateCursor, masked_state, zero_states
 from engine.model.lm import LMInputs, UnitLM
 from engine.model.vocoder import Vocoder
+
+if TYPE_CHECKING:
+    from engine.model.phonemes import Frontend
 
 TEXT_PAD, TEXT_END = 256, 257
 EVENT_NONE, EVENT_CUT_OFF, EVENT_RESUMED = 0, 1, 2
@@ -93,6 +97,9 @@ class SpeechModel(nn.Module):
         self.rvq = ResidualVQ(cfg.encoder)
         self.lm = UnitLM(cfg.lm, cfg.encoder)
         self.vocoder = Vocoder(cfg.vocoder, cfg.encoder, cfg.frame_samples)
+        # reply text → per-frame phoneme tokens, for an LM trained by `talkover train lm` (a checkpoint's
+        # frontend.json); None: the text queue takes bytes (text_tokens)
+        self.frontend: Frontend | None = None
         self.eval()
 
     @property

@@ -53,6 +53,7 @@ class LMTrainOptions:
     lm_dim: int | None = None  # override the codec checkpoint's LM shape
     lm_layers: int | None = None
     lm_ffn: int | None = None
+    init_lm: Path | None = None  # start the LM from this checkpoint's LM (e.g. one trained on an earlier codec)
     utterance_limit: int | None = None  # tests
 
 
@@ -92,8 +93,13 @@ def build_model(opts: LMTrainOptions) -> tuple[SpeechModel, bool]:
     cfg.seed = opts.seed
     model = SpeechModel(cfg)
     own = model.state_dict()
-    model.load_state_dict({k: v for k, v in codec.state_dict().items() if not k.startswith("lm.")} |
-                          {k: v for k, v in own.items() if k.startswith("lm.")})
+    lm_src = load_checkpoint(opts.init_lm).state_dict() if opts.init_lm else own
+    lm_tensors = {k: v for k, v in lm_src.items() if k.startswith("lm.")}
+    bad = [k for k, v in lm_tensors.items() if own[k].shape != v.shape]
+    if bad:
+        raise ValueError(f"--init-lm {opts.init_lm}: {bad[0]} has shape {tuple(lm_tensors[bad[0]].shape)}, "
+                         f"this LM needs {tuple(own[bad[0]].shape)}")
+    model.load_state_dict({k: v for k, v in codec.state_dict().items() if not k.startswith("lm.")} | lm_tensors)
     return model, False
 
 
