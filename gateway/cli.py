@@ -61,7 +61,7 @@ BENCHES: dict[str, tuple[str, str]] = {
     "webrtc": ("gateway.webrtc.bench", "concurrent WebRTC calls one worker process holds"),
     "intents": ("gateway.bench.intents", "the receptionist's intent accuracy on held-out caller voices"),
     "network": ("gateway.bench.network", "jitter buffer vs delay, jitter, loss and reordering (SIPp through a relay)"),
-    "model": ("gateway.bench.model", "codec round trip vs uncoded, Opus 6k, AMR-NB 4.75k: WER, STOI, bitrate, RTF"),
+    "model": ("gateway.bench.model", "codec round trip vs uncoded, Opus 6k, AMR-NB 4.75k (WER, STOI, bitrate, RTF); unit LM speaking held-out sentences vs piper"),
 }
 
 

@@ -33,6 +33,7 @@ from gateway.config import REPO_ROOT
 
 ARTIFACTS = REPO_ROOT / "artifacts"
 SHIPPED = REPO_ROOT / "engine" / "model" / "weights" / "talk"
+SHIPPED_AGENT = REPO_ROOT / "engine" / "model" / "weights" / "agent"  # codec + trained unit LM
 AGENT_POINTS, CALLER_POINTS, MAX_KBPS = 5.0, 10.0, 1.1
 
 
@@ -163,6 +164,8 @@ def from_args(args: argparse.Namespace) -> int:
     from engine.model.checkpoint import load_model
 
     torch.set_num_threads(args.threads)
+    if args.part == "lm":
+        return _lm_part(args)
     model = load_model(str(args.model))
     codec = talkover(model)
     conditions = [uncoded(), codec, opus(6000), amr_nb(4750)]
@@ -173,6 +176,17 @@ def from_args(args: argparse.Namespace) -> int:
           f"{sum(c.set == 'caller' for c in clips)} caller clips; {time.monotonic() - t0:.0f} s", file=sys.stderr)
     report(scores, conditions, codec, model.cfg.frame_ms)
     plot(scores, conditions, args.plot)
+    return _lm_part(args) if args.part == "all" else 0
+
+
+def _lm_part(args: argparse.Namespace) -> int:
+    from gateway.bench.model_lm import run_lm_bench
+
+    if not (Path(args.lm_model) / "frontend.json").is_file():
+        print(f"\nunit LM part skipped: {args.lm_model} has no trained LM (frontend.json); `talkover train lm` makes one")
+        return 0
+    torch.set_num_threads(max(args.threads, 2))  # the LM part measures WER only, not a per-stream RTF
+    run_lm_bench(Path(args.lm_model), args.lm_sentences, args.seed, args.plot.with_name(args.plot.stem + "_lm.png"))
     return 0
 
 
@@ -183,3 +197,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads for the codec (RTF is per stream)")
     p.add_argument("--seed", type=int, default=0, help="line conditions of the telephone band")
     p.add_argument("--plot", type=Path, default=ARTIFACTS / "bench_model.png")
+    p.add_argument("--part", choices=("all", "codec", "lm"), default="all", help="codec round trip, unit LM, or both")
+    p.add_argument("--lm-model", default=str(SHIPPED_AGENT), help="checkpoint with the trained unit LM + frontend.json")
+    p.add_argument("--lm-sentences", type=int, default=50, help="held-out domain sentences the unit LM speaks")

@@ -1,0 +1,211 @@
+"""`talkover bench model`, unit-LM part: the trained LM + vocoder speaking held-out domain
+sentences the way the engine runs it (all sentences as rows of one batch, `SpeechModel.step`
+frame by frame, the reply's phoneme timeline popped one token per frame, the caller's side a
+quiet line), scored by pocketsphinx free-form WER against the text.
+
+Side by side in the same run: piper itself (the voice the LM learnt) on the same sentences,
+and two negative controls that must score far worse: each sentence scored against another
+sentence's LM audio, and the LM's codes with their frames shuffled in time before vocoding.
+A barge-in check runs the same replies with a held-out caller voice talking over them and
+reports how many frames after the caller's first frame the LM falls silent / says its reply
+is over.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engine.model.model import TEXT_PAD, SpeechModel, StepInputs
+from engine.model.phonemes import Frontend
+
+WER_BAR = 40.0
+CONTROL_MARGIN = 30.0  # points a control must score worse than the LM
+TAIL_FRAMES = 8
+SILENT_DBFS = -40.0
+
+
+@dataclass
+class Spoken:
+    pcm: np.ndarray  # [B, T * frame] float
+    codes: np.ndarray  # [B, T, n_q]
+    reply_over: np.ndarray  # [B, T] probability
+    lengths: list[int]  # frames each row's reply should take (timeline + lead + tail)
+
+
+@torch.no_grad()
+def speak(model: SpeechModel, frontend: Frontend, texts: list[str], caller_pcm: np.ndarray | None = None,
+          seed: int = 0) -> Spoken:
+    """Every text as one row, stepped frame by frame; `caller_pcm` [B, samples] is what each row hears
+    (default: a quiet line)."""
+    queues = [frontend.reply_tokens(t) for t in texts]
+    lengths = [len(q) + frontend.lead_frames + TAIL_FRAMES for q in queues]
+    steps, frame, b = max(lengths), model.cfg.frame_samples, len(texts)
+    rng = np.random.default_rng(seed)
+    if caller_pcm is None:
+        caller_pcm = rng.normal(0.0, 10 ** (-70 / 20), (b, steps * frame)).astype(np.float32)
+    caller = np.zeros((b, steps * frame), np.float32)
+    caller[:, : min(caller_pcm.shape[1], steps * frame)] = caller_pcm[:, : steps * frame]
+    state = model.init_state(b)
+    dev = model.device
+    pcm, codes, over = [], [], []
+    ones = torch.ones(b, dtype=torch.bool, device=dev)
+    for t in range(steps):
+        text = torch.tensor([q[t] if t < len(q) else TEXT_PAD for q in queues], device=dev)
+        inp = StepInputs(torch.from_numpy(caller[:, t * frame:(t + 1) * frame]).to(dev), text,
+                         torch.zeros(b, dtype=torch.long, device=dev), ones, ones)
+        state, out = model.step(state, inp)
+        pcm.append(out.pcm.float().cpu().numpy())
+        codes.append(out.agent_codes.cpu().numpy())
+        over.append(out.signals[:, 1].float().cpu().numpy())
+    return Spoken(np.concatenate(pcm, 1), np.stack(codes, 1), np.stack(over, 1), lengths)
+
+
+@torch.no_grad()
+def vocode(model: SpeechModel, codes: np.ndarray) -> np.ndarray:
+    pcm, _ = model.vocode(torch.from_numpy(codes).to(model.device))
+    return pcm.float().cpu().numpy()
+
+
+def to_int16(x: np.ndarray) -> np.ndarray:
+    return np.clip(x * 32767.0, -32768, 32767).astype(np.int16)
+
+
+def frame_dbfs(pcm: np.ndarray, frame: int) -> np.ndarray:
+    n = pcm.shape[-1] // frame
+    x = pcm[..., : n * frame].reshape(*pcm.shape[:-1], n, frame)
+    return 10 * np.log10(np.mean(x * x, -1) + 1e-10)
+
+
+def wer(texts: list[str], clips: list[np.ndarray], decoder) -> tuple[float, list[str]]:  # type: ignore[no-untyped-def]
+    from engine.agents.receptionist.asr import transcribe
+
+    heard = [transcribe(decoder, c.tobytes()).text for c in clips]
+    return score(texts, heard), heard
+
+
+def score(texts: list[str], heard: list[str]) -> float:
+    from gateway.bench.model import word_errors
+
+    e = w = 0
+    for ref, hyp in zip(texts, heard):
+        de, dw = word_errors(ref, hyp)
+        e, w = e + de, w + dw
+    return 100.0 * e / max(1, w)
+
+
+def barge_in(model: SpeechModel, frontend: Frontend, texts: list[str], seed: int) -> tuple[list[int], list[int]]:
+    """Frames from the caller's first frame until the agent is quiet (< SILENT_DBFS) and until
+    its reply-over signal is on, per reply (-1: never within the run)."""
+    from engine.data import voices
+
+    frame = model.cfg.frame_samples
+    rng = np.random.default_rng(seed)
+    caller_voice = voices.BY_NAME["espeak-us-f3"]  # a held-out caller voice
+    interjection = voices.say(caller_voice, "Sorry, wait a moment, I have a question.").astype(np.float32) / 32768
+    queues = [len(frontend.reply_tokens(t)) for t in texts]
+    starts = [frontend.lead_frames + int(rng.integers(5, max(6, n - 5))) for n in queues]
+    steps = max(q + frontend.lead_frames + TAIL_FRAMES for q in queues)
+    caller = rng.normal(0.0, 1e-4, (len(texts), steps * frame)).astype(np.float32)
+    for r, s in enumerate(starts):
+        seg = interjection[: max(0, steps * frame - s * frame)]
+        caller[r, s * frame: s * frame + seg.size] += seg
+    spoken = speak(model, frontend, texts, caller)
+    level = frame_dbfs(spoken.pcm, frame)
+    quiet, over = [], []
+    for r, s in enumerate(starts):
+        q = np.flatnonzero(level[r, s:] < SILENT_DBFS)
+        o = np.flatnonzero(spoken.reply_over[r, s:] >= 0.5)
+        quiet.append(int(q[0]) if q.size else -1)
+        over.append(int(o[0]) if o.size else -1)
+    return quiet, over
+
+
+def run_lm_bench(checkpoint: Path, count: int, seed: int, plot_path: Path | None) -> list[tuple[str, bool]]:
+    from engine.agents.receptionist.asr import make_decoder
+    from engine.data import voices
+    from engine.model.checkpoint import load_checkpoint
+    from engine.train.lm_sentences import heldout_texts
+
+    t0 = time.monotonic()
+    model = load_checkpoint(checkpoint)
+    frontend = Frontend.load(checkpoint)
+    texts = heldout_texts(count)
+    frame = model.cfg.frame_samples
+    spoken = speak(model, frontend, texts, seed=seed)
+    lm_clips = [to_int16(spoken.pcm[r, : n * frame]) for r, n in enumerate(spoken.lengths)]
+    lm_s = time.monotonic() - t0
+    print(f"unit LM: {len(texts)} held-out sentences spoken in {lm_s:.0f} s "
+          f"({sum(spoken.lengths) * frame / 16000:.0f} s of audio)", file=sys.stderr, flush=True)
+    decoder = make_decoder("freeform")
+    piper_clips = [voices.say(voices.AGENT, t) for t in texts]
+    rng = np.random.default_rng(seed)
+    shuffled = []
+    for r, n in enumerate(spoken.lengths):
+        codes = spoken.codes[r: r + 1, :n].copy()
+        codes[0] = codes[0, rng.permutation(n)]
+        shuffled.append(to_int16(vocode(model, codes)[0]))
+    lm_wer, lm_heard = wer(texts, lm_clips, decoder)
+    piper_wer, _ = wer(texts, piper_clips, decoder)
+    shuffled_wer, _ = wer(texts, shuffled, decoder)
+    other_wer = score(texts, lm_heard[1:] + lm_heard[:1])
+    quiet, over = barge_in(model, frontend, texts, seed)
+    print(f"\n{'unit LM part':<44} {'WER %':>7}   (pocketsphinx free-form, {len(texts)} held-out domain sentences)")
+    print(f"{'piper joe (the voice the LM learnt)':<44} {piper_wer:>7.1f}")
+    print(f"{'unit LM + vocoder, streamed like the engine':<44} {lm_wer:>7.1f}")
+    print(f"{'control: another sentence`s LM audio':<44} {other_wer:>7.1f}")
+    print(f"{'control: LM codes shuffled in time':<44} {shuffled_wer:>7.1f}")
+    for k in range(min(3, len(texts))):
+        print(f"  e.g. said {texts[k]!r}\n       heard {lm_heard[k]!r}")
+    q = np.array([x for x in quiet if x >= 0])
+    o = np.array([x for x in over if x >= 0])
+    print(f"\nbarge-in (held-out caller talks over {len(texts)} replies): agent below {SILENT_DBFS:.0f} dBFS after "
+          f"median {np.median(q) if q.size else float('nan'):.0f} frames ({len(q)}/{len(texts)} within the run), "
+          f"reply-over signal after median {np.median(o) if o.size else float('nan'):.0f} frames "
+          f"({len(o)}/{len(texts)}); frame {model.cfg.frame_ms:.0f} ms")
+    bars = [(f"unit LM + vocoder WER {lm_wer:.1f} % <= {WER_BAR:g} % (piper itself {piper_wer:.1f} %)", lm_wer <= WER_BAR),
+            (f"negative controls far worse: {other_wer:.1f} % and {shuffled_wer:.1f} % >= LM + {CONTROL_MARGIN:g} points",
+             min(other_wer, shuffled_wer) >= lm_wer + CONTROL_MARGIN)]
+    print("\nbars (issue 8, unit LM):")
+    for text, ok in bars:
+        print(f"  [{'met' if ok else 'NOT met'}] {text}")
+    if plot_path is not None:
+        plot(plot_path, [("piper", piper_wer), ("unit LM", lm_wer), ("ctl: other\nsentence", other_wer),
+                         ("ctl: shuffled\nframes", shuffled_wer)])
+    return bars
+
+
+def plot(path: Path, bars: list[tuple[str, float]]) -> None:
+    from gateway.bench.plotting import NO_MATPLOTLIB, pyplot, save
+
+    plt = pyplot()
+    if plt is None:
+        print(NO_MATPLOTLIB)
+        return
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    ax.bar([n for n, _ in bars], [v for _, v in bars], color=["grey", "tab:blue", "tab:red", "tab:red"])
+    ax.axhline(WER_BAR, color="k", ls="--", lw=0.8, label=f"bar {WER_BAR:g} %")
+    ax.set_ylabel("WER % (pocketsphinx free-form)")
+    ax.set_title("unit LM + vocoder on held-out domain sentences", fontsize=10)
+    ax.legend(fontsize=8)
+    print(save(fig, path))
+
+
+if __name__ == "__main__":
+    import argparse
+
+    p = argparse.ArgumentParser(description="unit LM part of talkover bench model")
+    p.add_argument("--model", type=Path, required=True)
+    p.add_argument("--count", type=int, default=50)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--plot", type=Path, default=Path("artifacts/bench_model_lm.png"))
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    bars = run_lm_bench(a.model, a.count, a.seed, a.plot)
+    sys.exit(0)
