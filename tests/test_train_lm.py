@@ -165,3 +165,16 @@ def test_trained_checkpoint_queues_phonemes_for_the_engine(setup: tuple[Path, Pa
     queued = list(sched.slots[0].text)
     assert queued == model.frontend.reply_tokens("hello") and queued[-1] == TEXT_END
     assert set(queued[:-1]) <= {1, 2, 10, 11, 12, 13, 14}
+
+
+def test_init_lm_takes_the_lm_and_keeps_the_codec(setup: tuple[Path, Path], tmp_path: Path) -> None:
+    from engine.train.lm import build_model
+
+    donor = tmp_path / "donor"
+    train_lm(options(setup, donor, steps=2))
+    opts = options(setup, tmp_path / "warm", steps=1)
+    opts.init_lm = donor
+    model, resumed = build_model(opts)
+    assert not resumed
+    assert torch.equal(model.lm.heads.weight, load_checkpoint(donor).lm.heads.weight)
+    assert torch.equal(model.encoder.inp.conv.weight, load_checkpoint(setup[1]).encoder.inp.conv.weight)

@@ -54,7 +54,7 @@ class LMTrainOptions:
     lm_layers: int | None = None
     lm_ffn: int | None = None
     init_lm: Path | None = None  # start the LM from this checkpoint's LM (e.g. one trained on an earlier codec)
-    utterance_limit: int | None = None  # tests
+    utterance_limit: int | None = None  # the corpus's first N replies only
 
 
 @dataclass

@@ -13,7 +13,7 @@ def _run_lm(args: argparse.Namespace) -> int:
                           steps=args.steps, resume=args.resume, device=args.device, batch=args.batch,
                           frames=args.frames, lr=args.lr, threads=args.threads, save_every_s=args.save_every,
                           seed=args.seed, lm_dim=args.lm_dim, lm_layers=args.lm_layers, lm_ffn=args.lm_ffn,
-                          init_lm=args.init_lm)
+                          init_lm=args.init_lm, utterance_limit=args.utterances)
     if opts.minutes is None and opts.steps is None:
         opts.minutes = 30.0
     train_lm(opts)
@@ -51,6 +51,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.add_argument("--lm-dim", type=int, help="LM width (default: the codec checkpoint's config)")
     p.add_argument("--lm-layers", type=int)
     p.add_argument("--lm-ffn", type=int)
+    p.add_argument("--utterances", type=int, help="use only the corpus's first N replies (coding them takes time)")
     p.add_argument("--init-lm", type=Path, help="start the LM from this checkpoint's LM (a warm start: e.g. "
                    "trained on an earlier state of the codec); the codec still comes from --codec")
     p.set_defaults(func=_run_lm)

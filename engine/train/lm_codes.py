@@ -54,6 +54,8 @@ def encode_many(model: SpeechModel, clips: list[np.ndarray]) -> list[np.ndarray]
         codes, _, _ = model.encode(torch.from_numpy(pcm).to(model.device))
         for r, j in enumerate(idx):
             out[j] = codes[r, : frames[r]].cpu().numpy().astype(np.int64)
+        if len(clips) > 4 * ENCODE_BATCH and (i // ENCODE_BATCH) % 20 == 19:
+            print(f"  coded {i + len(idx)}/{len(clips)} clips", file=sys.stderr, flush=True)
     return out
 
 
