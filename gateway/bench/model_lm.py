@@ -4,7 +4,8 @@ frame by frame, the reply's phoneme timeline popped one token per frame, the cal
 quiet line), scored by pocketsphinx free-form WER against the text.
 
 Side by side in the same run: piper itself (the voice the LM learnt) on the same sentences,
-and two negative controls that must score far worse: each sentence scored against another
+piper's audio through the codec (encoded and vocoded: what the LM could at best reach, since it
+speaks in the codec's codes), and two negative controls that must score far worse: each sentence scored against another
 sentence's LM audio, and the LM's codes with their frames shuffled in time before vocoding.
 A barge-in check runs the same replies with a held-out caller voice talking over them and
 reports how many frames after the caller's first frame the LM falls silent / says its reply
@@ -70,6 +71,14 @@ def speak(model: SpeechModel, frontend: Frontend, texts: list[str], caller_pcm: 
 def vocode(model: SpeechModel, codes: np.ndarray) -> np.ndarray:
     pcm, _ = model.vocode(torch.from_numpy(codes).to(model.device))
     return pcm.float().cpu().numpy()
+
+
+@torch.no_grad()
+def round_trip(model: SpeechModel, clip: np.ndarray) -> np.ndarray:
+    """An int16 clip encoded and vocoded by the model's codec (offline: equal to streaming)."""
+    usable = clip[: clip.size // model.cfg.frame_samples * model.cfg.frame_samples]
+    codes, _, _ = model.encode(torch.from_numpy(usable.astype(np.float32)[None] / 32768.0).to(model.device))
+    return to_int16(vocode(model, codes.cpu().numpy())[0])
 
 
 def to_int16(x: np.ndarray) -> np.ndarray:
@@ -150,13 +159,16 @@ def run_lm_bench(checkpoint: Path, count: int, seed: int, plot_path: Path | None
         codes = spoken.codes[r: r + 1, :n].copy()
         codes[0] = codes[0, rng.permutation(n)]
         shuffled.append(to_int16(vocode(model, codes)[0]))
+    ceiling = [round_trip(model, c) for c in piper_clips]
     lm_wer, lm_heard = wer(texts, lm_clips, decoder)
     piper_wer, _ = wer(texts, piper_clips, decoder)
+    ceiling_wer, _ = wer(texts, ceiling, decoder)
     shuffled_wer, _ = wer(texts, shuffled, decoder)
     other_wer = score(texts, lm_heard[1:] + lm_heard[:1])
     quiet, over = barge_in(model, frontend, texts, seed)
     print(f"\n{'unit LM part':<44} {'WER %':>7}   (pocketsphinx free-form, {len(texts)} held-out domain sentences)")
     print(f"{'piper joe (the voice the LM learnt)':<44} {piper_wer:>7.1f}")
+    print(f"{'piper through the codec (the LM`s ceiling)':<44} {ceiling_wer:>7.1f}")
     print(f"{'unit LM + vocoder, streamed like the engine':<44} {lm_wer:>7.1f}")
     print(f"{'control: another sentence`s LM audio':<44} {other_wer:>7.1f}")
     print(f"{'control: LM codes shuffled in time':<44} {shuffled_wer:>7.1f}")
@@ -175,7 +187,8 @@ def run_lm_bench(checkpoint: Path, count: int, seed: int, plot_path: Path | None
     for text, ok in bars:
         print(f"  [{'met' if ok else 'NOT met'}] {text}")
     if plot_path is not None:
-        plot(plot_path, [("piper", piper_wer), ("unit LM", lm_wer), ("ctl: other\nsentence", other_wer),
+        plot(plot_path, [("piper", piper_wer), ("piper via\ncodec", ceiling_wer), ("unit LM", lm_wer),
+                         ("ctl: other\nsentence", other_wer),
                          ("ctl: shuffled\nframes", shuffled_wer)])
     return bars
 
@@ -188,7 +201,7 @@ def plot(path: Path, bars: list[tuple[str, float]]) -> None:
         print(NO_MATPLOTLIB)
         return
     fig, ax = plt.subplots(figsize=(6, 3.6))
-    ax.bar([n for n, _ in bars], [v for _, v in bars], color=["grey", "tab:blue", "tab:red", "tab:red"])
+    ax.bar([n for n, _ in bars], [v for _, v in bars], color=["grey", "tab:grey", "tab:blue", "tab:red", "tab:red"])
     ax.axhline(WER_BAR, color="k", ls="--", lw=0.8, label=f"bar {WER_BAR:g} %")
     ax.set_ylabel("WER % (pocketsphinx free-form)")
     ax.set_title("unit LM + vocoder on held-out domain sentences", fontsize=10)
