@@ -178,3 +178,15 @@ def test_init_lm_takes_the_lm_and_keeps_the_codec(setup: tuple[Path, Path], tmp_
     assert not resumed
     assert torch.equal(model.lm.heads.weight, load_checkpoint(donor).lm.heads.weight)
     assert torch.equal(model.encoder.inp.conv.weight, load_checkpoint(setup[1]).encoder.inp.conv.weight)
+
+
+def test_export_half_loads_back(setup: tuple[Path, Path], tmp_path: Path) -> None:
+    from engine.train.lm import export_half
+
+    train_lm(options(setup, tmp_path / "lm", steps=1))
+    half = export_half(tmp_path / "lm", tmp_path / "half")
+    full, back = load_checkpoint(tmp_path / "lm"), load_checkpoint(half)
+    assert back.frontend is not None and back.frontend.mean_s == full.frontend.mean_s
+    w = full.lm.heads.weight.detach()
+    assert torch.allclose(back.lm.heads.weight, w, atol=1e-3 * float(w.abs().max())) and back.lm.heads.weight.dtype == torch.float32
+    assert (half / "model.safetensors").stat().st_size < 0.6 * (tmp_path / "lm" / "model.safetensors").stat().st_size

@@ -231,3 +231,21 @@ def train_lm(opts: LMTrainOptions) -> dict[str, float]:
     print(f"saved {opts.out} at step {step}", file=sys.stderr)
     return {"step": float(step), "first_loss": history.loss[0] if history.loss else float("nan"),
             "last_loss": history.loss[-1] if history.loss else float("nan")}
+
+
+def export_half(src: Path, dst: Path) -> Path:
+    """The checkpoint in `src` as float16 tensors (half the bytes; load_checkpoint casts them back to
+    float32) with its config and frontend, for shipping in the repository."""
+    from safetensors.torch import save_file
+
+    from engine.model.checkpoint import CONFIG_FILE, WEIGHTS_FILE
+
+    model = load_checkpoint(src)
+    dst.mkdir(parents=True, exist_ok=True)
+    (dst / CONFIG_FILE).write_text(model.cfg.to_json())
+    tensors = {k: v.detach().to(torch.float16 if v.is_floating_point() else v.dtype).contiguous()
+               for k, v in model.state_dict().items()}
+    save_file(tensors, str(dst / WEIGHTS_FILE), metadata={"config": model.cfg.name, "dtype": "float16"})
+    Frontend.load(src).save(dst)
+    return dst
+

@@ -26,7 +26,18 @@ def _run_corpus(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _run_export(args: argparse.Namespace) -> int:
+    from engine.train.lm import export_half
+
+    print(f"wrote {export_half(args.src, args.dst)}")
+    return 0
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    e = sub.add_parser("lm-export", help="copy a trained checkpoint as float16 tensors (for shipping)")
+    e.add_argument("src", type=Path)
+    e.add_argument("dst", type=Path)
+    e.set_defaults(func=_run_export)
     c = sub.add_parser("lm-corpus", help="synthesize the agent's speech (piper joe) with phoneme alignments for `train lm`")
     from engine.train.lm_corpus import add_arguments
 
