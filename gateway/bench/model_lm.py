@@ -7,7 +7,9 @@ Side by side in the same run: piper itself (the voice the LM learnt) on the same
 piper's audio through the codec (encoded and vocoded: what the LM could at best reach, since it
 speaks in the codec's codes), and two negative controls that must score far worse: each sentence scored against another
 sentence's LM audio, and the LM's codes with their frames shuffled in time before vocoding.
-A barge-in check runs the same replies with a held-out caller voice talking over them and
+An ASR-free measure beside it: the log-mel distance after DTW alignment between the LM's audio
+and piper-through-the-codec of the same sentence, against that of another sentence (does the LM
+say its own sentence, whatever the codec's intelligibility?). A barge-in check runs the same replies with a held-out caller voice talking over them and
 reports how many frames after the caller's first frame the LM falls silent / says its reply
 is over.
 """
@@ -135,6 +137,29 @@ def barge_in(model: SpeechModel, frontend: Frontend, texts: list[str], seed: int
     return quiet, over
 
 
+def log_mel_frames(clip: np.ndarray) -> np.ndarray:
+    """[frames, 40] log-mel of an int16 clip, 20 ms hop, each band's mean removed (level-free)."""
+    from engine.train.losses import log_mel
+
+    x = torch.from_numpy(clip.astype(np.float32) / 32768.0)[None]
+    m = log_mel(x, n_fft=512, hop=320, n_mels=40)[0].T.numpy()
+    return m - m.mean(0, keepdims=True)
+
+
+def dtw_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean L1 log-mel distance along the best monotonic alignment of two clips' frames."""
+    cost = np.abs(a[:, None, :] - b[None, :, :]).mean(-1)
+    n, m = cost.shape
+    acc = np.full((n + 1, m + 1), np.inf)
+    acc[0, 0] = 0.0
+    for i in range(1, n + 1):
+        diag = np.minimum(acc[i - 1, 1:], acc[i - 1, :-1]) + cost[i - 1]
+        row = acc[i]
+        for j in range(1, m + 1):
+            row[j] = min(diag[j - 1], row[j - 1] + cost[i - 1, j - 1])
+    return float(acc[n, m] / (n + m))
+
+
 def run_lm_bench(checkpoint: Path, count: int, seed: int, plot_path: Path | None) -> list[tuple[str, bool]]:
     from engine.agents.receptionist.asr import make_decoder
     from engine.data import voices
@@ -165,6 +190,10 @@ def run_lm_bench(checkpoint: Path, count: int, seed: int, plot_path: Path | None
     ceiling_wer, _ = wer(texts, ceiling, decoder)
     shuffled_wer, _ = wer(texts, shuffled, decoder)
     other_wer = score(texts, lm_heard[1:] + lm_heard[:1])
+    mels_lm = [log_mel_frames(c) for c in lm_clips]
+    mels_ref = [log_mel_frames(c) for c in ceiling]
+    same = float(np.mean([dtw_distance(a, b) for a, b in zip(mels_lm, mels_ref)]))
+    other = float(np.mean([dtw_distance(a, b) for a, b in zip(mels_lm, mels_ref[1:] + mels_ref[:1])]))
     quiet, over = barge_in(model, frontend, texts, seed)
     print(f"\n{'unit LM part':<44} {'WER %':>7}   (pocketsphinx free-form, {len(texts)} held-out domain sentences)")
     print(f"{'piper joe (the voice the LM learnt)':<44} {piper_wer:>7.1f}")
@@ -172,6 +201,9 @@ def run_lm_bench(checkpoint: Path, count: int, seed: int, plot_path: Path | None
     print(f"{'unit LM + vocoder, streamed like the engine':<44} {lm_wer:>7.1f}")
     print(f"{'control: another sentence`s LM audio':<44} {other_wer:>7.1f}")
     print(f"{'control: LM codes shuffled in time':<44} {shuffled_wer:>7.1f}")
+    print(f"\nlog-mel distance after DTW alignment (ASR-free; the reference is piper through the codec):\n"
+          f"  LM audio vs the same sentence {same:.3f}, vs another sentence {other:.3f} "
+          f"({100 * (other - same) / other:.1f} % closer to its own sentence)")
     for k in range(min(3, len(texts))):
         print(f"  e.g. said {texts[k]!r}\n       heard {lm_heard[k]!r}")
     q = np.array([x for x in quiet if x >= 0])
