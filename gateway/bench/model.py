@@ -185,7 +185,6 @@ def _lm_part(args: argparse.Namespace) -> int:
     if not (Path(args.lm_model) / "frontend.json").is_file():
         print(f"\nunit LM part skipped: {args.lm_model} has no trained LM (frontend.json); `talkover train lm` makes one")
         return 0
-    torch.set_num_threads(max(args.threads, 2))  # the LM part measures WER only, not a per-stream RTF
     run_lm_bench(Path(args.lm_model), args.lm_sentences, args.seed, args.plot.with_name(args.plot.stem + "_lm.png"))
     return 0
 
