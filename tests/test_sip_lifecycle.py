@@ -143,8 +143,12 @@ def test_killing_the_engine_mid_call_ends_calls_cleanly_and_the_worker_survives(
     with Phone() as phone:
         phone.call(gateway.uri())
         phone.wait_state("CONFIRMED")
-        os.kill(gateway.engine_pid(), signal.SIGKILL)
+        killed = gateway.engine_pid()
+        os.kill(killed, signal.SIGKILL)
         phone.wait_state("DISCONNECTED", timeout=10)  # BYE from the gateway: "engine lost"
+        # A new engine, then health: until the supervisor has noticed the death, /healthz still
+        # vouches for the old engine (and an INVITE in that window is rightly refused with 503).
+        wait_until(lambda: gateway.engine_pids() not in ([], [killed]), 20, "a new engine process")
         wait_until(lambda: gateway.health()[0] == 200, 20, "engine restarted and reconnected")
         assert gateway.worker_pid() == worker
         phone.call(gateway.uri())

@@ -187,9 +187,15 @@ class Gateway:
         code, body = self.health()
         return int(body["workers"][0]["pid"])
 
+    def engine_pids(self) -> list[int]:
+        out = subprocess.run(["pgrep", "-f", f"engine.server --socket {self.workdir}/"], capture_output=True, text=True)
+        return [int(pid) for pid in out.stdout.split()]
+
     def engine_pid(self) -> int:
-        out = subprocess.run(["pgrep", "-f", f"engine.server --socket {self.workdir}"], capture_output=True, text=True)
-        return int(out.stdout.split()[0])
+        pids = self.engine_pids()
+        if len(pids) != 1:
+            raise RuntimeError(f"expected one engine process for {self.workdir}, found {pids}")
+        return pids[0]
 
     def recording(self, call_id: str, side: str) -> Path:
         matches = sorted(self.record_dir.glob(f"*{call_id[:40]}*.{side}.wav"))
