@@ -94,6 +94,24 @@ class WebRtcCall:
         except Exception:  # a closing SCTP association: the state feed is best effort
             return False
 
+    async def drain_channel(self, timeout: float = 1.0) -> bool:
+        """Wait (bounded) until what was sent on the data channel has left and been acked:
+        closing the peer connection aborts the SCTP association (aiortc 1.16
+        `RTCSctpTransport.stop`), dropping anything still queued — such as the "ended"
+        message that tells the page why its call ended. True if drained in time."""
+        ch = self.channel
+        sctp = getattr(ch, "transport", None)
+        deadline = time.monotonic() + timeout
+        while ch is not None and ch.readyState == "open":
+            queued = ch.bufferedAmount + len(getattr(sctp, "_data_channel_queue", ()))
+            in_flight = len(getattr(sctp, "_outbound_queue", ())) + len(getattr(sctp, "_sent_queue", ()))
+            if queued + in_flight == 0:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.01)  # aiortc signals no "all acked" event
+        return ch is None
+
     # -- caller audio ------------------------------------------------------------------------
     def read_track(self, track: MediaStreamTrack) -> None:
         if self.reader is None:

@@ -81,8 +81,7 @@ class WebRtcWorker:
             server.close()
             clock.cancel()
             await warm
-            for call in list(self.calls.values()):
-                await self.end(call, "worker stopping")
+            await asyncio.gather(*(self.end(call, "worker stopping") for call in list(self.calls.values())))
             self.link.stop()
             self.socket_path.unlink(missing_ok=True)
             for sig in (signal.SIGTERM, signal.SIGINT):  # a repeated SIGTERM while exiting is no crash
@@ -109,8 +108,7 @@ class WebRtcWorker:
                 self._report_status()
             if self.draining_since:
                 if now - self.draining_since > drain_s:
-                    for call in list(self.calls.values()):
-                        await self.end(call, "drain window over")
+                    await asyncio.gather(*(self.end(call, "drain window over") for call in list(self.calls.values())))
                 if not self.calls or now - self.draining_since > drain_s + 5:
                     return
 
@@ -207,7 +205,8 @@ class WebRtcWorker:
             metrics.CALLS.labels(outcome).inc()
         rtc_metrics.INBOUND_GAPS.inc(call.inbound.gaps)
         if call.pc is not None and call.pc.connectionState == "connected":
-            call.send({"type": "ended", "reason": call.end_reason})
+            if call.send({"type": "ended", "reason": call.end_reason}) and not await call.drain_channel():
+                call.log.warning("the page may not learn why the call ended: data channel not drained in 1 s")
         call.track.end()
         if call.reader is not None:
             call.reader.cancel()
