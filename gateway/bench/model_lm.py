@@ -9,9 +9,9 @@ speaks in the codec's codes), and two negative controls that must score far wors
 sentence's LM audio, and the LM's codes with their frames shuffled in time before vocoding.
 An ASR-free measure beside it: the log-mel distance after DTW alignment between the LM's audio
 and piper-through-the-codec of the same sentence, against that of another sentence (does the LM
-say its own sentence, whatever the codec's intelligibility?). A barge-in check runs the same replies with a held-out caller voice talking over them and
-reports how many frames after the caller's first frame the LM falls silent / says its reply
-is over.
+say its own sentence, whatever the codec's intelligibility?). A barge-in check runs the same
+replies with a held-out caller voice talking over them and compares the agent's level and its
+reply-over signal just after the caller's onset with the same frames undisturbed.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from engine.model.phonemes import Frontend
 WER_BAR = 40.0
 CONTROL_MARGIN = 30.0  # points a control must score worse than the LM
 TAIL_FRAMES = 8
-SILENT_DBFS = -40.0
 
 
 @dataclass
@@ -110,31 +109,39 @@ def score(texts: list[str], heard: list[str]) -> float:
     return 100.0 * e / max(1, w)
 
 
-def barge_in(model: SpeechModel, frontend: Frontend, texts: list[str], seed: int) -> tuple[list[int], list[int]]:
-    """Frames from the caller's first frame until the agent is quiet (< SILENT_DBFS) and until
-    its reply-over signal is on, per reply (-1: never within the run)."""
+@dataclass
+class BargeIn:
+    level_with: float  # mean dBFS of the agent over the window after the caller's onset
+    level_without: float  # the same frames of the same replies with nobody talking over them
+    over_with: float  # share of those frames with the reply-over signal on
+    over_without: float
+
+
+def barge_in(model: SpeechModel, frontend: Frontend, texts: list[str], seed: int, undisturbed: Spoken) -> BargeIn:
+    """The replies again with a held-out caller voice talking over each from a random frame:
+    the agent's level and reply-over signal in frames REACT..REACT+10 after the caller's first
+    frame, against the same frames of the undisturbed run."""
     from engine.data import voices
+    from engine.train.lm_examples import REACT_FRAMES
 
     frame = model.cfg.frame_samples
     rng = np.random.default_rng(seed)
     caller_voice = voices.BY_NAME["espeak-us-f3"]  # a held-out caller voice
     interjection = voices.say(caller_voice, "Sorry, wait a moment, I have a question.").astype(np.float32) / 32768
     queues = [len(frontend.reply_tokens(t)) for t in texts]
-    starts = [frontend.lead_frames + int(rng.integers(5, max(6, n - 5))) for n in queues]
-    steps = max(q + frontend.lead_frames + TAIL_FRAMES for q in queues)
+    starts = [frontend.lead_frames + int(rng.integers(3, max(4, n - 14))) for n in queues]
+    steps = undisturbed.pcm.shape[1] // frame
     caller = rng.normal(0.0, 1e-4, (len(texts), steps * frame)).astype(np.float32)
     for r, s in enumerate(starts):
         seg = interjection[: max(0, steps * frame - s * frame)]
         caller[r, s * frame: s * frame + seg.size] += seg
     spoken = speak(model, frontend, texts, caller)
-    level = frame_dbfs(spoken.pcm, frame)
-    quiet, over = [], []
-    for r, s in enumerate(starts):
-        q = np.flatnonzero(level[r, s:] < SILENT_DBFS)
-        o = np.flatnonzero(spoken.reply_over[r, s:] >= 0.5)
-        quiet.append(int(q[0]) if q.size else -1)
-        over.append(int(o[0]) if o.size else -1)
-    return quiet, over
+    win = [slice(s + REACT_FRAMES, s + REACT_FRAMES + 10) for s in starts]
+    lw, lo = frame_dbfs(spoken.pcm, frame), frame_dbfs(undisturbed.pcm, frame)
+    return BargeIn(float(np.mean([lw[r, w].mean() for r, w in enumerate(win)])),
+                   float(np.mean([lo[r, w].mean() for r, w in enumerate(win)])),
+                   float(np.mean([(spoken.reply_over[r, w] >= 0.5).mean() for r, w in enumerate(win)])),
+                   float(np.mean([(undisturbed.reply_over[r, w] >= 0.5).mean() for r, w in enumerate(win)])))
 
 
 def log_mel_frames(clip: np.ndarray) -> np.ndarray:
@@ -194,7 +201,7 @@ def run_lm_bench(checkpoint: Path, count: int, seed: int, plot_path: Path | None
     mels_ref = [log_mel_frames(c) for c in ceiling]
     same = float(np.mean([dtw_distance(a, b) for a, b in zip(mels_lm, mels_ref)]))
     other = float(np.mean([dtw_distance(a, b) for a, b in zip(mels_lm, mels_ref[1:] + mels_ref[:1])]))
-    quiet, over = barge_in(model, frontend, texts, seed)
+    barge = barge_in(model, frontend, texts, seed, spoken)
     print(f"\n{'unit LM part':<44} {'WER %':>7}   (pocketsphinx free-form, {len(texts)} held-out domain sentences)")
     print(f"{'piper joe (the voice the LM learnt)':<44} {piper_wer:>7.1f}")
     print(f"{'piper through the codec (the LM`s ceiling)':<44} {ceiling_wer:>7.1f}")
@@ -206,12 +213,9 @@ def run_lm_bench(checkpoint: Path, count: int, seed: int, plot_path: Path | None
           f"({100 * (other - same) / other:.1f} % closer to its own sentence)")
     for k in range(min(3, len(texts))):
         print(f"  e.g. said {texts[k]!r}\n       heard {lm_heard[k]!r}")
-    q = np.array([x for x in quiet if x >= 0])
-    o = np.array([x for x in over if x >= 0])
-    print(f"\nbarge-in (held-out caller talks over {len(texts)} replies): agent below {SILENT_DBFS:.0f} dBFS after "
-          f"median {np.median(q) if q.size else float('nan'):.0f} frames ({len(q)}/{len(texts)} within the run), "
-          f"reply-over signal after median {np.median(o) if o.size else float('nan'):.0f} frames "
-          f"({len(o)}/{len(texts)}); frame {model.cfg.frame_ms:.0f} ms")
+    print(f"\nbarge-in (a held-out caller talks over each reply from a random frame), frames 4-14 after its onset:\n"
+          f"  agent level {barge.level_with:.1f} dBFS, undisturbed {barge.level_without:.1f} dBFS; "
+          f"reply-over signal on {barge.over_with:.0%} of them, undisturbed {barge.over_without:.0%}")
     bars = [(f"unit LM + vocoder WER {lm_wer:.1f} % <= {WER_BAR:g} % (piper itself {piper_wer:.1f} %)", lm_wer <= WER_BAR),
             (f"negative controls far worse: {other_wer:.1f} % and {shuffled_wer:.1f} % >= LM + {CONTROL_MARGIN:g} points",
              min(other_wer, shuffled_wer) >= lm_wer + CONTROL_MARGIN)]
