@@ -190,3 +190,27 @@ def test_export_half_loads_back(setup: tuple[Path, Path], tmp_path: Path) -> Non
     w = full.lm.heads.weight.detach()
     assert torch.allclose(back.lm.heads.weight, w, atol=1e-3 * float(w.abs().max())) and back.lm.heads.weight.dtype == torch.float32
     assert (half / "model.safetensors").stat().st_size < 0.6 * (tmp_path / "lm" / "model.safetensors").stat().st_size
+
+
+def test_bench_dtw_distance_tells_own_sentence_from_another() -> None:
+    from gateway.bench.model_lm import dtw_distance
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(40, 8))
+    stretched = np.repeat(a, 2, axis=0)[::3]  # the same 'sentence' at another speed
+    assert dtw_distance(a, a) == 0.0
+    assert dtw_distance(a, stretched) < 0.5 * dtw_distance(a, rng.normal(size=(30, 8)))
+
+
+def test_bench_speaks_every_row_for_its_own_length(setup: tuple[Path, Path], tmp_path: Path) -> None:
+    from gateway.bench.model_lm import TAIL_FRAMES, speak
+
+    out = tmp_path / "lm"
+    train_lm(options(setup, out, steps=1))
+    model = load_checkpoint(out)
+    model.frontend.id_map.update({"h": 10, "a": 11})
+    spoken = speak(model, model.frontend, ["ha", "ha ha ha ha"])
+    assert spoken.lengths[1] > spoken.lengths[0]
+    assert spoken.lengths[0] == len(model.frontend.reply_tokens("ha")) + model.frontend.lead_frames + TAIL_FRAMES
+    assert spoken.pcm.shape == (2, max(spoken.lengths) * model.cfg.frame_samples)
+    assert spoken.codes.shape[:2] == (2, max(spoken.lengths)) and np.isfinite(spoken.pcm).all()
