@@ -146,7 +146,8 @@ def piecewise_match(
 
     A whole-signal correlation drops to ~0.5 when an adaptive jitter buffer shifts the
     audio by a frame halfway through (legitimate playout adaptation); per piece, only
-    audio that is missing, garbled or reordered scores low.
+    audio that is missing, garbled or reordered scores low. A piece the shift falls inside
+    is scored by its two halves (the worse of them), each of which lies on one side of it.
     """
     ref = to_float(reference)
     peaks: list[float] = []
@@ -156,7 +157,11 @@ def piecewise_match(
         if dbfs(chunk) < min_dbfs:
             continue
         corr = xcorr(chunk, received)
-        peaks.append(corr.peak)
+        peak = corr.peak
+        if peak < 0.9:
+            half = piece // 2
+            peak = max(peak, min(xcorr(chunk[:half], received).peak, xcorr(chunk[half:], received).peak))
+        peaks.append(peak)
         lags.append(corr.lag - start)
     return PiecewiseMatch(peaks, lags)
 
