@@ -22,6 +22,7 @@ import torch
 from engine.model.checkpoint import load_checkpoint, resolve_device, save_checkpoint
 from engine.model.config import preset
 from engine.model.model import SpeechModel
+from engine.train.clock import TrainingClock
 from engine.train.codec_model import CodecTrainModule
 from engine.train.data import CropSampler, load_training_clips
 from engine.train.losses import log_mel_l1, multi_resolution_stft
@@ -121,15 +122,9 @@ def train(opts: TrainOptions) -> dict[str, float]:
           f"{sum(p.numel() for p in module.trainable()) / 1e6:.2f} M trainable, from step {step0}, "
           f"device {device}, {torch.get_num_threads()} threads", file=sys.stderr)
     opts.out.mkdir(parents=True, exist_ok=True)
-    t0 = time.monotonic()
-    last_log = last_save = t0
-    budget_s = opts.minutes * 60 if opts.minutes is not None else None
-    step, window = step0, []
-    while True:
-        run_s = time.monotonic() - t0
-        progress = (run_s + prior_s) / budget_s if budget_s else step / max(1, opts.steps or 1)
-        if progress >= 1.0 or (opts.steps is not None and step >= opts.steps):
-            break
+    clock = TrainingClock(step0, opts.minutes, opts.steps, opts.log_every_s, opts.save_every_s, prior_s)
+    window: list[tuple[float, float, float]] = []
+    while (progress := clock.progress()) is not None:
         for g in opt.param_groups:
             g["lr"] = lr_at(opts.lr, progress)
         pcm = torch.from_numpy(sampler.batch(opts.batch)).to(device)
@@ -141,22 +136,21 @@ def train(opts: TrainOptions) -> dict[str, float]:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(module.trainable(), 5.0)
         opt.step()
-        step += 1
+        clock.step += 1
+        step = clock.step
         window.append((loss.item(), mel.item(), float(out.usage.mean())))
         now = time.monotonic()
-        if now - last_log >= opts.log_every_s or (opts.steps is not None and step >= opts.steps):
+        if clock.log_due(now):
             ls, ms, us = (float(np.mean(v)) for v in zip(*window))
             history.step.append(step), history.loss.append(ls), history.mel.append(ms), history.usage.append(us)
-            rate = (step - step0) / max(1e-9, now - t0)
-            left = (budget_s - prior_s - (now - t0)) if budget_s else ((opts.steps or step) - step) / max(rate, 1e-9)
+            rate, eta = clock.rate_eta(now)
             print(f"step {step} loss {ls:.3f} (log-mel L1 {ms:.3f}) codes used/batch {us:.0%} "
-                  f"{rate:.2f} steps/s lr {opt.param_groups[0]['lr']:.1e} ETA {max(0.0, left) / 60:.1f} min",
-                  file=sys.stderr, flush=True)
-            window, last_log = [], now
-        if now - last_save >= opts.save_every_s:
-            save(module, opt, step, prior_s + now - t0, history, opts.out)
-            last_save = now
-    save(module, opt, step, prior_s + time.monotonic() - t0, history, opts.out)
+                  f"{rate} lr {opt.param_groups[0]['lr']:.1e} {eta}", file=sys.stderr, flush=True)
+            window = []
+        if clock.save_due(now):
+            save(module, opt, step, clock.elapsed_s(now), history, opts.out)
+    step = clock.step
+    save(module, opt, step, clock.elapsed_s(), history, opts.out)
     print(f"saved {opts.out} at step {step}", file=sys.stderr)
     return {"step": float(step), "first_loss": history.loss[0] if history.loss else float("nan"),
             "last_loss": history.loss[-1] if history.loss else float("nan")}

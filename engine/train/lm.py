@@ -27,6 +27,7 @@ from engine.model.config import ModelConfig
 from engine.model.lm import LMInputs
 from engine.model.model import NEUTRAL_PROSODY, SpeechModel
 from engine.model.phonemes import Frontend
+from engine.train.clock import TrainingClock
 from engine.train.lm_examples import Batch, ExampleSampler
 
 STATE_FILE = "lm_train_state.pt"
@@ -190,15 +191,9 @@ def train_lm(opts: LMTrainOptions) -> dict[str, float]:
           f"({model.cfg.lm.dim} wide x {model.cfg.lm.layers}), {stats}, batch {opts.batch} x {opts.frames} frames, "
           f"from step {step0}, device {device}, {torch.get_num_threads()} threads", file=sys.stderr, flush=True)
     opts.out.mkdir(parents=True, exist_ok=True)
-    t0 = time.monotonic()
-    last_log = last_save = t0
-    budget_s = opts.minutes * 60 if opts.minutes is not None else None
-    step, window = step0, []
-    while True:
-        run_s = time.monotonic() - t0
-        progress = (run_s + prior_s) / budget_s if budget_s else step / max(1, opts.steps or 1)
-        if progress >= 1.0 or (opts.steps is not None and step >= opts.steps):
-            break
+    clock = TrainingClock(step0, opts.minutes, opts.steps, opts.log_every_s, opts.save_every_s, prior_s)
+    window: list[tuple[float, np.ndarray, float]] = []
+    while (progress := clock.progress()) is not None:
         for g in opt.param_groups:
             g["lr"] = lr_at(opts.lr, progress)
         loss, per_q, acc = lm_loss(model, sampler.batch(opts.batch), device)
@@ -206,28 +201,27 @@ def train_lm(opts: LMTrainOptions) -> dict[str, float]:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
-        step += 1
+        clock.step += 1
+        step = clock.step
         window.append((loss.item(), per_q.cpu().numpy(), acc.item()))
         now = time.monotonic()
-        if now - last_log >= opts.log_every_s or (opts.steps is not None and step >= opts.steps):
+        if clock.log_due(now):
             history.step.append(step)
             history.loss.append(float(np.mean([w[0] for w in window])))
             history.code_ce.append([float(x) for x in np.mean([w[1] for w in window], 0)])
             history.top1.append(float(np.mean([w[2] for w in window])))
-            rate = (step - step0) / max(1e-9, now - t0)
-            left = (budget_s - prior_s - (now - t0)) if budget_s else ((opts.steps or step) - step) / max(rate, 1e-9)
+            rate, eta = clock.rate_eta(now)
             ce = " ".join(f"{x:.2f}" for x in history.code_ce[-1])
             print(f"step {step} loss {history.loss[-1]:.3f} CE/codebook {ce} top-1 {history.top1[-1]:.1%} "
-                  f"{rate:.2f} steps/s lr {opt.param_groups[0]['lr']:.1e} ETA {max(0.0, left) / 60:.1f} min",
-                  file=sys.stderr, flush=True)
-            window, last_log = [], now
-        if now - last_save >= opts.save_every_s:
+                  f"{rate} lr {opt.param_groups[0]['lr']:.1e} {eta}", file=sys.stderr, flush=True)
+            window = []
+        if clock.save_due(now):
             model.lm.eval()
-            save(model, opt, step, prior_s + now - t0, history, opts.out, frontend)
+            save(model, opt, step, clock.elapsed_s(now), history, opts.out, frontend)
             model.lm.train()
-            last_save = now
+    step = clock.step
     model.lm.eval()
-    save(model, opt, step, prior_s + time.monotonic() - t0, history, opts.out, frontend)
+    save(model, opt, step, clock.elapsed_s(), history, opts.out, frontend)
     print(f"saved {opts.out} at step {step}", file=sys.stderr)
     return {"step": float(step), "first_loss": history.loss[0] if history.loss else float("nan"),
             "last_loss": history.loss[-1] if history.loss else float("nan")}
