@@ -146,8 +146,9 @@ def piecewise_match(
 
     A whole-signal correlation drops to ~0.5 when an adaptive jitter buffer shifts the
     audio by a frame halfway through (legitimate playout adaptation); per piece, only
-    audio that is missing, garbled or reordered scores low. A piece the shift falls inside
-    is scored by its two halves (the worse of them), each of which lies on one side of it.
+    audio that is missing, garbled or reordered scores low. A piece a shift falls inside
+    is scored at its best split point (eighths of the piece): the worse of the two parts,
+    each of which can then lie wholly on one side of the shift.
     """
     ref = to_float(reference)
     peaks: list[float] = []
@@ -159,11 +160,18 @@ def piecewise_match(
         corr = xcorr(chunk, received)
         peak = corr.peak
         if peak < 0.9:
-            half = piece // 2
-            peak = max(peak, min(xcorr(chunk[:half], received).peak, xcorr(chunk[half:], received).peak))
+            peak = max(peak, _best_split_peak(chunk, received))
         peaks.append(peak)
         lags.append(corr.lag - start)
     return PiecewiseMatch(peaks, lags)
+
+
+def _best_split_peak(chunk: FloatArray, received: npt.ArrayLike, parts: int = 8) -> float:
+    best = 0.0
+    for k in range(1, parts):
+        cut = len(chunk) * k // parts
+        best = max(best, min(xcorr(chunk[:cut], received).peak, xcorr(chunk[cut:], received).peak))
+    return best
 
 
 def tone(freq: float, seconds: float, rate: int = 16000, amplitude_dbfs: float = -12.0) -> Int16Array:
