@@ -15,7 +15,7 @@ from engine.data import voices
 from engine.model.checkpoint import load_checkpoint
 from engine.model.model import SpeechModel
 from engine.train.codec import STATE_FILE, TrainOptions, train
-from engine.train.data import is_heldout_text, is_training_record
+from engine.train.data import is_heldout_text, is_training_record, load_training_clips
 from engine.train.losses import log_mel
 from gateway.bench.model_codecs import talkover
 from gateway.bench.model_stoi import stoi
@@ -38,11 +38,26 @@ def _tiny_corpus(root: Path) -> Path:
     return root
 
 
+def test_an_lm_corpus_trains_the_codec_as_agent_speech(tmp_path: Path) -> None:
+    corpus = _tiny_corpus(tmp_path / "corpus")
+    replies = tmp_path / "replies"  # the layout `talkover train lm-corpus` writes: no kind, no split
+    heldout = next(t for t in ["Are you open on Saturday?", "Can I reschedule my appointment?"] if is_heldout_text(t))
+    rows = []
+    for k, text in enumerate([TRAIN_TEXTS[0], heldout]):
+        voices.write_wav(replies / f"wav/{k}.wav", voices.say(voices.BY_NAME["espeak-us-m3"], text))
+        rows.append({"id": f"{k:05d}", "text": text, "path": f"wav/{k}.wav", "ids": [], "duration_s": 1.0})
+    (replies / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    clips = load_training_clips([corpus, replies])
+    agent = [c.id for c in clips if c.kind == "agent"]
+    assert agent == ["replies/00000"]  # the held-out sentence stays out
+    assert sum(c.kind == "caller" for c in clips) == 6
+
+
 def test_training_lowers_the_loss_and_resume_continues(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert not any(is_heldout_text(t) for t in TRAIN_TEXTS)
     corpus = _tiny_corpus(tmp_path / "corpus")
     out = tmp_path / "ckpt"
-    opts = dict(data=corpus, out=out, config="tiny", batch=4, crop_ms=640, lr=3e-3, log_every_s=0.0,
+    opts = dict(data=[corpus], out=out, config="tiny", batch=4, crop_ms=640, lr=3e-3, log_every_s=0.0,
                 save_every_s=1e9)
     first = train(TrainOptions(steps=40, **opts))  # type: ignore[arg-type]
     assert torch.get_num_threads() <= 2

@@ -11,7 +11,8 @@ def _run_codec(args: argparse.Namespace) -> int:
 
     opts = TrainOptions(data=args.data, out=args.out, config=args.config, minutes=args.minutes, steps=args.steps,
                         resume=args.resume, device=args.device, batch=args.batch, crop_ms=args.crop_ms, lr=args.lr,
-                        threads=args.threads, save_every_s=args.save_every, seed=args.seed)
+                        threads=args.threads, save_every_s=args.save_every, seed=args.seed,
+                        agent_share=args.agent_share)
     if opts.minutes is None and opts.steps is None:
         opts.minutes = 30.0
     train(opts)
@@ -20,7 +21,9 @@ def _run_codec(args: argparse.Namespace) -> int:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("codec", help="train the codec (encoder, RVQ, vocoder) on a `talkover data synth` corpus")
-    p.add_argument("--data", type=Path, required=True, help="corpus directory (manifest.jsonl + WAVs)")
+    p.add_argument("--data", type=Path, required=True, action="append",
+                   help="corpus directory (manifest.jsonl + WAVs): `talkover data synth` output or a `talkover train "
+                        "lm-corpus` directory (agent speech); repeat to train on several")
     p.add_argument("--out", type=Path, required=True, help="checkpoint directory (written every --save-every s)")
     p.add_argument("--config", default="talk", help="model config preset (default: talk)")
     budget = p.add_mutually_exclusive_group()
@@ -35,5 +38,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                    help="torch CPU threads, at most 2 (default 1: with another job on the 2 cores, 2 threads ran 5x slower)")
     p.add_argument("--save-every", type=float, default=180.0, help="seconds between checkpoints")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--agent-share", type=float, default=0.25, help="share of every batch cut from agent speech")
     p.set_defaults(func=_run_codec)
     __import__("engine.train.lm_cli", fromlist=["add_parsers"]).add_parsers(sub)

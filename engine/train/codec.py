@@ -34,7 +34,7 @@ COMMIT_WEIGHT = 0.1
 
 @dataclass
 class TrainOptions:
-    data: Path
+    data: list[Path]
     out: Path
     config: str = "talk"
     minutes: float | None = None
@@ -48,6 +48,7 @@ class TrainOptions:
     save_every_s: float = 180.0
     log_every_s: float = 15.0
     seed: int = 0
+    agent_share: float = 0.25  # of every batch: agent speech (the voice the LM speaks in)
     clip_limit: int | None = None  # tests: load only the first N training clips
 
 
@@ -109,7 +110,7 @@ def train(opts: TrainOptions) -> dict[str, float]:
     crop = max(1, round(opts.crop_ms * cfg.sample_rate / 1000 / cfg.frame_samples)) * cfg.frame_samples
     clips = load_training_clips(opts.data, opts.clip_limit)
     step0 = int(state["step"]) if state else 0
-    sampler = CropSampler(clips, crop, seed=opts.seed + step0)
+    sampler = CropSampler(clips, crop, agent_share=opts.agent_share, seed=opts.seed + step0)
     opt = torch.optim.AdamW(module.trainable(), lr=opts.lr, betas=(0.8, 0.99), weight_decay=0.0)
     history = History()
     prior_s = 0.0

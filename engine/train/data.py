@@ -29,6 +29,14 @@ def is_training_record(rec: dict[str, object]) -> bool:
     return rec.get("split") in ("agent", "train") and not is_heldout_text(str(rec["text"]))
 
 
+def _as_corpus_record(rec: dict[str, object]) -> dict[str, object]:
+    """A `talkover train lm-corpus` record (agent replies in the agent's voice, no kind/split)
+    read as agent speech, so the codec can also train on the LM's corpus."""
+    if "kind" in rec:
+        return rec
+    return {**rec, "kind": "agent", "split": "agent"}
+
+
 @dataclass
 class Clip:
     id: str
@@ -36,11 +44,16 @@ class Clip:
     audio: np.ndarray  # int16, 16 kHz
 
 
-def load_training_clips(corpus: Path, limit: int | None = None) -> list[Clip]:
-    records = [r for r in read_manifest(corpus) if is_training_record(r)]
-    if not records:
-        raise ValueError(f"{corpus}: no training clips (agent or train-split voices, sentences not held out)")
-    clips = [Clip(str(r["id"]), str(r["kind"]), read_wav(corpus / str(r["path"]))) for r in records[:limit]]
+def load_training_clips(corpora: Path | list[Path], limit: int | None = None) -> list[Clip]:
+    """Training clips of one or more corpora: `talkover data synth` output, or a
+    `talkover train lm-corpus` directory (all agent speech). `limit` caps each corpus."""
+    clips: list[Clip] = []
+    for corpus in [corpora] if isinstance(corpora, Path) else corpora:
+        records = [r for r in map(_as_corpus_record, read_manifest(corpus)) if is_training_record(r)]
+        if not records:
+            raise ValueError(f"{corpus}: no training clips (agent or train-split voices, sentences not held out)")
+        clips += [Clip(f"{corpus.name}/{r['id']}", str(r["kind"]), read_wav(corpus / str(r["path"])))
+                  for r in records[:limit]]
     return [c for c in clips if c.audio.size > 0]
 
 
