@@ -56,3 +56,13 @@ class TrainingClock:
             self.last_save = now
             return True
         return False
+
+
+def configure_cpu(threads: int) -> None:
+    """At most 2 torch threads, and denormal floats flushed to zero: as a model trains, some
+    gradients of the codec's encoder go denormal and CPU convolution backward then ran 2.4x
+    slower per step (2.6 s against 1.1 s for a batch of the `talk` codec, measured)."""
+    import torch
+
+    torch.set_num_threads(max(1, min(2, threads)))
+    torch.set_flush_denormal(True)

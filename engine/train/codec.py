@@ -22,7 +22,7 @@ import torch
 from engine.model.checkpoint import load_checkpoint, resolve_device, save_checkpoint
 from engine.model.config import preset
 from engine.model.model import SpeechModel
-from engine.train.clock import TrainingClock
+from engine.train.clock import TrainingClock, configure_cpu
 from engine.train.codec_model import CodecTrainModule
 from engine.train.data import CropSampler, load_training_clips
 from engine.train.losses import log_mel_l1, multi_resolution_stft
@@ -101,7 +101,7 @@ def save(module: CodecTrainModule, opt: torch.optim.Optimizer, step: int, elapse
 def train(opts: TrainOptions) -> dict[str, float]:
     if opts.minutes is None and opts.steps is None:
         raise ValueError("give --minutes or --steps")
-    torch.set_num_threads(max(1, min(2, opts.threads)))
+    configure_cpu(opts.threads)
     torch.manual_seed(opts.seed)
     device = resolve_device(opts.device)
     module, state = _restore(opts, device)

@@ -27,7 +27,7 @@ from engine.model.config import ModelConfig
 from engine.model.lm import LMInputs
 from engine.model.model import NEUTRAL_PROSODY, SpeechModel
 from engine.model.phonemes import Frontend
-from engine.train.clock import TrainingClock
+from engine.train.clock import TrainingClock, configure_cpu
 from engine.train.lm_examples import Batch, ExampleSampler
 
 STATE_FILE = "lm_train_state.pt"
@@ -165,7 +165,7 @@ def train_lm(opts: LMTrainOptions) -> dict[str, float]:
 
     if opts.minutes is None and opts.steps is None:
         raise ValueError("give --minutes or --steps")
-    torch.set_num_threads(max(1, min(2, opts.threads)))
+    configure_cpu(opts.threads)
     torch.manual_seed(opts.seed)
     device = resolve_device(opts.device)
     model, resumed = build_model(opts)
