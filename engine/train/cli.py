@@ -41,3 +41,4 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--agent-share", type=float, default=0.25, help="share of every batch cut from agent speech")
     p.set_defaults(func=_run_codec)
     __import__("engine.train.lm_cli", fromlist=["add_parsers"]).add_parsers(sub)
+    __import__("engine.train.bwe", fromlist=["add_parser"]).add_parser(sub)

@@ -70,17 +70,24 @@ def _fields(item: synth.Item | dict[str, object]) -> tuple[str, str, str, str]:
     return ("clean" if item.line is None else "telephone"), item.voice.name, item.intent, item.text
 
 
-def decode_all(pairs: list, modes: list[str]) -> list[Outcome]:  # type: ignore[type-arg]
+def decode_all(pairs: list, modes: list[str], bwe: tuple[bool, ...] = (True,)) -> list[Outcome]:  # type: ignore[type-arg]
+    """Every item by every recognizer LM, with and/or without the bandwidth extension of
+    telephone-band turns (a row label without it ends in "-nobwe")."""
     outcomes = []
     for mode in modes:
         decoder = make_decoder(mode)
-        progress = synth.Progress(len(pairs), f"decode ({mode})")
-        for item, audio in pairs:
-            channel, voice, truth, text = _fields(item)
-            tr = transcribe(decoder, audio.tobytes())
-            outcomes.append(Outcome(mode, channel, voice, truth, classify(tr.text).intent, text, tr.text,
-                                    tr.decode_s, tr.audio_s))
-            progress.step()
+        for extend in bwe:
+            label = mode if extend else f"{mode}-nobwe"
+            progress = synth.Progress(len(pairs), f"decode ({label})")
+            for item, audio in pairs:
+                channel, voice, truth, text = _fields(item)
+                if channel == "clean" and not extend and True in bwe:
+                    progress.step()
+                    continue  # a wide-band turn is never extended: the row would repeat
+                tr = transcribe(decoder, audio.tobytes(), extend_band=extend)
+                outcomes.append(Outcome(label, channel, voice, truth, classify(tr.text).intent, text, tr.text,
+                                        tr.decode_s, tr.audio_s))
+                progress.step()
     return outcomes
 
 
@@ -196,7 +203,8 @@ def plot(outcomes: list[Outcome], path: Path) -> Path | None:
 def from_args(args: argparse.Namespace) -> int:
     modes = list(MODES) if args.asr == "both" else [args.asr]
     pairs = _items(args)
-    outcomes = decode_all(pairs, modes)
+    bwe = {"on": (True,), "off": (False,), "both": (True, False)}[args.bwe]
+    outcomes = decode_all(pairs, modes, bwe)
     cost = None if args.no_engine_cost else engine_side_cost(pairs)
     report(outcomes, cost)
     out = plot(outcomes, ARTIFACTS / f"bench_intents{'' if args.split == 'heldout' else '_' + args.split}.png")
@@ -213,4 +221,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--corpus", type=Path, help="a `talkover data synth` directory (default: synthesize now)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=int, default=1, help="takes per caller line (when synthesizing)")
+    p.add_argument("--bwe", choices=("on", "off", "both"), default="both",
+                   help="bandwidth extension of telephone-band turns (what the agent does: on); both = side by side")
     p.add_argument("--no-engine-cost", action="store_true", help="skip the recognizer-process timing")

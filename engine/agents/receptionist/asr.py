@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.agents.receptionist.bandwidth import HOP, BandwidthExtender, is_narrowband
 from engine.agents.receptionist.intents import normalize
 from engine.agents.receptionist.script import INTENTS
 
@@ -105,11 +106,11 @@ def make_decoder(mode: str = DEFAULT_MODE) -> Any:
     return decoder
 
 
-def transcribe(decoder: Any, pcm: bytes) -> Transcript:
-    """The decode time includes prepare()."""
+def transcribe(decoder: Any, pcm: bytes, extend_band: bool = True) -> Transcript:
+    """The decode time includes prepare() (and the bandwidth extension of a telephone-band turn)."""
     t0 = time.perf_counter()
     decoder.start_utt()
-    decoder.process_raw(prepare(pcm), full_utt=True)
+    decoder.process_raw(prepare(pcm, extend_band), full_utt=True)
     decoder.end_utt()
     hyp = decoder.hyp()
     return Transcript(hyp.hypstr if hyp is not None else "", time.perf_counter() - t0, len(pcm) / 32000)
@@ -120,12 +121,21 @@ DITHER_RMS = 16.0  # int16 LSBs, about -66 dBFS
 PAD_S = 0.25
 
 
-def prepare(pcm: bytes) -> bytes:
-    """Padding and dither around a caller turn. pocketsphinx's noise and energy estimates fail on
-    digital silence (synthetic speech between words, a quiet line after noise suppression):
-    measured on the train voices, clean espeak-ng lines decoded to nonsense that the same lines
-    with line noise decoded right."""
-    x = np.frombuffer(pcm, dtype=np.int16).astype(np.float32)
+@lru_cache(maxsize=1)
+def _extender() -> BandwidthExtender:
+    return BandwidthExtender.load()
+
+
+def prepare(pcm: bytes, extend_band: bool = True) -> bytes:
+    """A telephone-band turn gets its missing band back (bandwidth.py: held-out voices through a
+    PCMU line, intent accuracy 67 -> 80 %), then padding and dither around it. pocketsphinx's noise
+    and energy estimates fail on digital silence (synthetic speech between words, a quiet line
+    after noise suppression): measured on the train voices, clean espeak-ng lines decoded to
+    nonsense that the same lines with line noise decoded right."""
+    turn = np.frombuffer(pcm, dtype=np.int16)
+    if extend_band and turn.size >= 4 * HOP and is_narrowband(turn):
+        turn = _extender().extend(turn, seed=len(pcm))
+    x = turn.astype(np.float32)
     pad = np.zeros(int(PAD_S * 16000), np.float32)
     x = np.concatenate([pad, x, pad])
     x += np.random.default_rng(len(pcm)).normal(0.0, DITHER_RMS, x.size).astype(np.float32)
