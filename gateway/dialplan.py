@@ -38,6 +38,8 @@ class DialplanEntry:
     max_call_s: float = 900.0
     transfer_target: str = ""  # SIP URI for blind transfer (REFER); "" = no transfer
     transfer_digit: str = ""  # DTMF digit that asks the agent to transfer ("" = none)
+    speaking_rate: float = 1.0  # model agent: > 1 speaks faster (the reply's phoneme timeline)
+    pitch_semitones: float = 0.0  # model agent: its voice shifted up (+) or down (-)
 
     def validate(self) -> tuple[str, str] | None:
         if not self.name:
@@ -56,6 +58,10 @@ class DialplanEntry:
             return "greeting", "must be 'chime', 'long', '' or the path of a 16 kHz mono WAV file"
         if self.transfer_digit and self.transfer_digit not in "0123456789*#":
             return "transfer_digit", "must be one DTMF digit"
+        if not 0.5 <= self.speaking_rate <= 2.0:
+            return "speaking_rate", "must lie within 0.5-2.0 (1.0 = the voice's own rate)"
+        if not -12.0 <= self.pitch_semitones <= 12.0:
+            return "pitch_semitones", "must lie within -12 and +12 (one octave)"
         return None
 
     def matches(self, called: str) -> bool:

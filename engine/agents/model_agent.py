@@ -19,6 +19,7 @@ from engine.agents.prompts import load_prompt
 from engine.agents.slot_agent import SlotAgent
 from engine.batch.scheduler import BatchScheduler
 from engine.model.model import DTMF_EVENTS, EVENT_CUT_OFF, EVENT_RESUMED
+from engine.model.pitch import semitones_to_ratio
 
 MIN_REPLY_MS = 2500  # an untrained model says "done" at random: replies last at least this
 MAX_REPLY_MS = 8000
@@ -39,7 +40,9 @@ class ModelAgent(SlotAgent):
             prompt = load_prompt(str(Path(str(settings["speaker_prompt"]))))
             if prompt is not None:
                 speaker = scheduler.model.speaker_from_prompt(torch.from_numpy(prompt.astype(np.float32) / 32768))
-        scheduler.join(slot, speaker=speaker)
+        rate = float(settings.get("speaking_rate", 1.0))  # type: ignore[arg-type]
+        pitch = semitones_to_ratio(float(settings.get("pitch_semitones", 0.0)))  # type: ignore[arg-type]
+        scheduler.join(slot, speaker=speaker, prosody=(rate, pitch, 0.0, 0.0))
         self._turn_over_p = 0.0
 
     def close(self) -> None:

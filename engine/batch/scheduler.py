@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from engine.model.model import EVENT_NONE, TEXT_PAD, SpeechModel, StepInputs, StepOutputs, StreamState, text_tokens
+from engine.model.pitch import PitchShifter
 
 SUB_FRAME_SAMPLES = 320  # the session interface's 20 ms frame
 MAX_PASSES = 2  # a slot that fell a frame behind catches up in a second, smaller pass
@@ -48,6 +49,9 @@ class SlotState:
     events: deque[int] = field(default_factory=deque)
     outputs: deque[SlotOutput] = field(default_factory=deque)
     steps: int = 0
+    rate: float = 1.0  # speaking rate: how densely say() lays out the reply's phoneme timeline
+    pitch: float = 1.0  # pitch ratio, applied to the vocoded frames by `shifter`
+    shifter: PitchShifter | None = None
 
 
 @dataclass
@@ -85,12 +89,12 @@ class BatchScheduler:
     def reset(self, slot: int) -> None:
         """A fresh conversation in this slot: state zeroed, queues emptied; conditioning kept."""
         s = self.slots[slot]
-        live, frozen = s.live, s.frozen
         rows = torch.tensor([slot], device=self.model.device)
         speaker, prosody = self.state.speaker[slot].clone(), self.state.prosody[slot].clone()
         self.model.reset_rows(self.state, rows)
         self.state.speaker[slot], self.state.prosody[slot] = speaker, prosody
-        self.slots[slot] = SlotState(live=live, frozen=frozen)
+        self.slots[slot] = SlotState(live=s.live, frozen=s.frozen, rate=s.rate, pitch=s.pitch,
+                                     shifter=PitchShifter(s.pitch) if s.pitch != 1.0 else None)
 
     def freeze(self, slot: int, frozen: bool = True) -> None:
         """Frozen (hold): no listening, no generation; the state waits unchanged."""
@@ -105,11 +109,15 @@ class BatchScheduler:
             s.inbox += pcm
 
     def set_speaking(self, slot: int, speaking: bool) -> None:
-        self.slots[slot].speaking = speaking
+        s = self.slots[slot]
+        if speaking and not s.speaking and s.shifter is not None:
+            s.shifter = PitchShifter(s.pitch)  # a new reply: nothing of the last one's tail
+        s.speaking = speaking
 
     def say(self, slot: int, text: str) -> None:
         frontend = self.model.frontend  # a trained LM's phoneme timeline, else bytes
-        self.slots[slot].text.extend(frontend.reply_tokens(text) if frontend is not None else text_tokens(text))
+        s = self.slots[slot]
+        s.text.extend(frontend.reply_tokens(text, s.rate) if frontend is not None else text_tokens(text))
 
     def event(self, slot: int, code: int) -> None:
         self.slots[slot].events.append(code)
@@ -119,7 +127,15 @@ class BatchScheduler:
 
     def set_prosody(self, slot: int, rate: float = 1.0, pitch: float = 1.0, emphasis: float = 0.0,
                     pause: float = 0.0) -> None:
-        self.state.prosody[slot] = torch.tensor([rate, pitch, emphasis, pause], dtype=self.state.prosody.dtype)
+        """`rate` (> 1 faster) lays out the next replies' phoneme timelines; `pitch` (a frequency
+        ratio) shifts the vocoded audio. The LM's own prosody input gets neutral rate and pitch:
+        it was trained at neutral prosody only, and an untrained input would only add noise."""
+        if not (0.5 <= rate <= 2.0 and 0.5 <= pitch <= 2.0):
+            raise ValueError(f"rate {rate} and pitch ratio {pitch} must lie within 0.5-2.0")
+        s = self.slots[slot]
+        s.rate, s.pitch = rate, pitch
+        s.shifter = PitchShifter(pitch) if pitch != 1.0 else None
+        self.state.prosody[slot] = torch.tensor([1.0, 1.0, emphasis, pause], dtype=self.state.prosody.dtype)
 
     def take(self, slot: int) -> list[SlotOutput]:
         out = list(self.slots[slot].outputs)
@@ -187,7 +203,7 @@ class BatchScheduler:
             s.steps += 1
             frames = []
             if s.speaking:
-                raw = pcm[row].tobytes()
+                raw = (s.shifter.process(pcm[row]) if s.shifter is not None else pcm[row]).tobytes()
                 step = SUB_FRAME_SAMPLES * 2
                 frames = [raw[i : i + step] for i in range(0, len(raw), step)]
             s.outputs.append(SlotOutput(frames, float(signals[row, 0]), float(signals[row, 1]), s.steps))

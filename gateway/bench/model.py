@@ -166,6 +166,8 @@ def from_args(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     if args.part == "lm":
         return _lm_part(args)
+    if args.part == "prosody":
+        return _prosody_part(args)
     model = load_model(str(args.model))
     codec = talkover(model)
     conditions = [uncoded(), codec, opus(6000), amr_nb(4750)]
@@ -176,7 +178,17 @@ def from_args(args: argparse.Namespace) -> int:
           f"{sum(c.set == 'caller' for c in clips)} caller clips; {time.monotonic() - t0:.0f} s", file=sys.stderr)
     report(scores, conditions, codec, model.cfg.frame_ms)
     plot(scores, conditions, args.plot)
-    return _lm_part(args) if args.part == "all" else 0
+    return _lm_part(args) + _prosody_part(args) if args.part == "all" else 0
+
+
+def _prosody_part(args: argparse.Namespace) -> int:
+    from gateway.bench.model_prosody import run
+
+    if not (Path(args.lm_model) / "frontend.json").is_file():
+        print(f"\nprosody part skipped: {args.lm_model} has no trained LM")
+        return 0
+    run(Path(args.lm_model), args.prosody_sentences, args.seed)
+    return 0
 
 
 def _lm_part(args: argparse.Namespace) -> int:
@@ -196,6 +208,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads for the codec (RTF is per stream)")
     p.add_argument("--seed", type=int, default=0, help="line conditions of the telephone band")
     p.add_argument("--plot", type=Path, default=ARTIFACTS / "bench_model.png")
-    p.add_argument("--part", choices=("all", "codec", "lm"), default="all", help="codec round trip, unit LM, or both")
+    p.add_argument("--part", choices=("all", "codec", "lm", "prosody"), default="all",
+                   help="codec round trip, unit LM, prosody controls + 10-minute speaker consistency, or all")
+    p.add_argument("--prosody-sentences", type=int, default=12, help="held-out sentences for the prosody controls")
     p.add_argument("--lm-model", default=str(SHIPPED_AGENT), help="checkpoint with the trained unit LM + frontend.json")
     p.add_argument("--lm-sentences", type=int, default=50, help="held-out domain sentences the unit LM speaks")
