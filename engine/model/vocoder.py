@@ -5,6 +5,11 @@ log-magnitude and a phase per frequency bin; an inverse real DFT (a matrix produ
 exports to ONNX) and a windowed overlap-add give the samples. A sub-frame's window is placed
 so that its first `hop` samples complete the output: nothing waits for a future frame, and
 the not-yet-complete overlap (`n_fft - hop` samples) is per-slot state.
+
+With `phase_accumulate` the phase head gives increments instead: each bin advances by its
+centre frequency x hop plus the predicted deviation, summed from sub-frame to sub-frame, and
+the running phase is per-slot state too. It is kept in the same tail tensor, in rows after
+the overlap-add rows (padded to `hop` columns), so the engine's state handling is unchanged.
 """
 
 from __future__ import annotations
@@ -43,9 +48,14 @@ class Vocoder(nn.Module):
         basis_sin = -weight * torch.sin(2 * math.pi * k * t / n) / n * window
         self.register_buffer("basis", torch.cat([basis_cos, basis_sin]).float(), persistent=False)
         self.overlap = n // cfg.hop  # sub-frames a window spans
+        self.bins = bins
+        self.phase_rows = -(-bins // cfg.hop) if cfg.phase_accumulate else 0
+        centre = 2 * math.pi * torch.arange(bins, dtype=torch.float64) * cfg.hop / n  # radians per sub-frame
+        self.register_buffer("centre_advance", torch.remainder(centre, 2 * math.pi).float(), persistent=False)
 
     def state_tail_shape(self) -> tuple[int, int]:
-        return (self.overlap - 1, self.cfg.hop)
+        """Rows of `hop` samples: the overlap-add tail, then (phase_accumulate) the running phases."""
+        return (self.overlap - 1 + self.phase_rows, self.cfg.hop)
 
     def forward(self, codes: Tensor, tail: Tensor, cur: StateCursor) -> tuple[Tensor, Tensor]:
         """codes [B, T, n_q], tail [B, overlap-1, hop] → (pcm [B, T * frame] in about [-1, 1], tail')."""
@@ -62,10 +72,21 @@ class Vocoder(nn.Module):
         h = self.head(self.norm(x.transpose(1, 2)))  # [B, S, 2 * bins]
         bins = h.shape[-1] // 2
         mag = torch.exp(h[..., :bins].clamp(max=MAX_LOG_MAG))
-        phase = h[..., bins:] * math.pi
+        ola_tail = tail[:, : self.overlap - 1]
+        if self.phase_rows:
+            start = tail[:, self.overlap - 1 :].flatten(1)[:, :bins]
+            step = self.centre_advance.to(h.dtype) + h[..., bins:] * (math.pi / 2)  # type: ignore[operator]
+            # float64 and wrapped: offline runs of minutes and frame-by-frame streaming agree
+            phase64 = torch.remainder(start.double().unsqueeze(1) + torch.cumsum(step.double(), dim=1), 2 * math.pi)
+            phase = phase64.to(h.dtype)
+            carry = phase[:, -1]
+            carry = nn.functional.pad(carry, (0, self.phase_rows * self.cfg.hop - bins)).view(b, self.phase_rows, -1)
+        else:
+            phase = h[..., bins:] * math.pi
         spec = torch.cat([mag * torch.cos(phase), mag * torch.sin(phase)], -1)
         frames = (spec @ self.basis.to(spec.dtype)).view(b, -1, self.overlap, self.cfg.hop)  # type: ignore[operator]
         s, r = frames.shape[1], self.overlap
         y = sum(nn.functional.pad(frames[:, :, i], (0, 0, i, r - 1 - i)) for i in range(r))
-        y = y + nn.functional.pad(tail, (0, 0, 0, s))  # type: ignore[operator]
-        return y[:, :s].flatten(1) * OUTPUT_GAIN, y[:, s:]
+        y = y + nn.functional.pad(ola_tail, (0, 0, 0, s))  # type: ignore[operator]
+        new_tail = torch.cat([y[:, s:], carry], 1) if self.phase_rows else y[:, s:]
+        return y[:, :s].flatten(1) * OUTPUT_GAIN, new_tail
