@@ -62,14 +62,7 @@ def voice_pairs(voices: tuple[Voice, ...], lines_per_voice: int, seed: int) -> l
 
 
 def examples(pairs: list[Pair]) -> tuple[np.ndarray, np.ndarray]:
-    xs, ys = [], []
-    for narrow, wide in pairs:
-        n = min(narrow.size, wide.size)
-        nb_log = bw._log_bands(bw._frames(narrow[:n].astype(np.float64)), bw._NB)
-        hf_log = bw._log_bands(bw._frames(wide[:n].astype(np.float64)), bw._HF)
-        voiced = nb_log.mean(1) > np.log(100 * bw.FLOOR)  # silence says nothing about the envelope
-        xs.append(bw._inputs(nb_log)[voiced])
-        ys.append((hf_log - nb_log.mean(1, keepdims=True))[voiced])
+    xs, ys = zip(*(bw.training_frames(narrow, wide) for narrow, wide in pairs))
     return np.concatenate(xs).astype(np.float32), np.concatenate(ys).astype(np.float32)
 
 

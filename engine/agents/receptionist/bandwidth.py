@@ -69,10 +69,24 @@ def _inputs(nb_log: FloatArray) -> FloatArray:
     return np.concatenate([*ctx, level, np.ones((n, 1))], axis=1)
 
 
-def is_narrowband(x: npt.ArrayLike) -> bool:
-    p = _frames(np.asarray(x, dtype=np.float64)).sum(0)
+def _narrowband(power: FloatArray) -> bool:
+    p = power.sum(0)
     high = p[np.fft.rfftfreq(N_FFT, 1 / RATE) >= 4200].sum()
     return bool(10 * np.log10(high / max(p.sum(), 1e-9) + 1e-12) < NARROWBAND_DB)
+
+
+def is_narrowband(x: npt.ArrayLike) -> bool:
+    return _narrowband(_frames(np.asarray(x, dtype=np.float64)))
+
+
+def training_frames(narrow: npt.NDArray[np.int16], wide: npt.NDArray[np.int16]) -> tuple[FloatArray, FloatArray]:
+    """(inputs, targets) of the voiced frames of one aligned pair, telephone band and wide band:
+    what `BandwidthExtender.envelope` reads and what it should predict (engine/train/bwe.py)."""
+    n = min(narrow.size, wide.size)
+    nb_log = _log_bands(_frames(narrow[:n].astype(np.float64)), _NB)
+    hf_log = _log_bands(_frames(wide[:n].astype(np.float64)), _HF)
+    voiced = nb_log.mean(1) > np.log(100 * FLOOR)  # silence says nothing about the envelope
+    return _inputs(nb_log)[voiced], (hf_log - nb_log.mean(1, keepdims=True))[voiced]
 
 
 @dataclass
@@ -94,9 +108,9 @@ class BandwidthExtender:
             arrays[f"w{i}"], arrays[f"b{i}"] = w.astype(np.float32), b.astype(np.float32)
         np.savez(path, **arrays)  # type: ignore[arg-type]
 
-    def envelope(self, x: FloatArray) -> FloatArray:
-        """Predicted log power of each HF band per frame [frames, HF bands]."""
-        nb_log = _log_bands(_frames(x), _NB)
+    def envelope(self, x: FloatArray, power: FloatArray | None = None) -> FloatArray:
+        """Predicted log power of each HF band per frame [frames, HF bands]; `power`: x's `_frames`."""
+        nb_log = _log_bands(_frames(x) if power is None else power, _NB)
         h = _inputs(nb_log)
         for i, (w, b) in enumerate(self.layers):
             h = h @ w + b
@@ -105,10 +119,16 @@ class BandwidthExtender:
         pred: FloatArray = h + nb_log.mean(1, keepdims=True)
         return pred
 
-    def extend(self, pcm: npt.NDArray[np.int16], seed: int = 0) -> npt.NDArray[np.int16]:
+    def restore(self, pcm: npt.NDArray[np.int16], seed: int = 0) -> npt.NDArray[np.int16]:
+        """A narrow-band turn extended, a wide-band one as it is (one analysis for both steps)."""
+        x = pcm.astype(np.float64)
+        power = _frames(x)
+        return self.extend(pcm, seed, power) if _narrowband(power) else pcm
+
+    def extend(self, pcm: npt.NDArray[np.int16], seed: int = 0, power: FloatArray | None = None) -> npt.NDArray[np.int16]:
         """The turn with noise shaped to the predicted envelope added above 4 kHz."""
         x = pcm.astype(np.float64)
-        env = self.envelope(x)
+        env = self.envelope(x, power)
         gains = np.sqrt(np.maximum(np.exp(env) - FLOOR, 0.0)) @ (_HF > 0)  # amplitude per bin
         rng = np.random.default_rng(seed)
         window = np.hanning(N_FFT + 1)[:-1]
