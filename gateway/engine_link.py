@@ -66,10 +66,15 @@ class EngineLink:
         return True
 
     def flush_backlog(self) -> None:
-        """Control loop only (may wait briefly for the socket to drain)."""
+        """Control loop only (may wait briefly for the socket to drain). The receiver thread may
+        close the socket under it when the engine dies (CI: EBADF from select killed the worker);
+        then there is nothing to flush: that thread clears the backlog itself."""
         sock = self._sock
         while self._backlog and sock is not None:
-            if not select.select([], [sock], [], 0.05)[1]:
+            try:
+                if not select.select([], [sock], [], 0.05)[1]:
+                    return
+            except (OSError, ValueError):  # closed meanwhile: EBADF, or a negative fd
                 return
             try:
                 sock.send(self._backlog[0], socket.MSG_DONTWAIT)
