@@ -1,14 +1,15 @@
-"""The telephone-band bandwidth extension in front of the receptionist's recognizer."""
+"""What the receptionist's recognizer does for telephone callers: the bandwidth extension of a
+telephone-band turn and the non-rhotic pronunciations of the domain words."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from engine.agents.receptionist import bandwidth as bw
-from engine.agents.receptionist.asr import make_decoder, transcribe
+from engine.agents.receptionist.asr import make_decoder, non_rhotic, transcribe
 from engine.agents.receptionist.intents import classify
 from engine.data.telephone import LineParams, telephone
-from engine.data.voices import read_wav
+from engine.data.voices import BY_NAME, read_wav, say
 from engine.train.bwe import EXTRA_VOICES, examples, fit, voice_pairs
 from gateway.config import REPO_ROOT
 
@@ -59,3 +60,23 @@ def test_fitting_lowers_the_loss_and_the_weights_load(tmp_path) -> None:  # type
     again = bw.BandwidthExtender.load(tmp_path / "bwe.npz")
     probe = read_wav(DATA / "hours_f3_16k.wav").astype(np.float64)
     assert np.allclose(again.envelope(probe), extender.envelope(probe), atol=1e-3)
+
+
+def test_non_rhotic_pronunciations_keep_an_r_only_before_a_vowel() -> None:
+    assert non_rhotic("P AA R K".split()) == "P AA K".split()
+    assert non_rhotic("HH ER T S".split()) == "HH AH T S".split()
+    assert non_rhotic("S AA R IY".split()) == "S AA R IY".split()  # "sorry": the R starts a syllable
+    assert non_rhotic("T R AE N S F ER".split()) == "T R AE N S F AH".split()
+
+
+def test_a_non_rhotic_caller_asking_for_the_car_park_is_understood() -> None:
+    """A British train voice (espeak-ng en-gb) through the line: cmudict's rhotic "car park"
+    decoded as "talk"; with the domain words' non-rhotic forms it is heard."""
+    wide = say(BY_NAME["espeak-gb-f2"], "Do you have a car park?")
+    with_variants, without = [], []
+    for seed in range(3):
+        narrow = telephone(wide, LineParams(snr_db=25.0), np.random.default_rng(seed)).tobytes()
+        with_variants.append(classify(transcribe(make_decoder(), narrow).text).intent)
+        without.append(classify(transcribe(make_decoder(non_rhotic_variants=False), narrow).text).intent)
+    assert with_variants == ["parking"] * 3, with_variants
+    assert without.count("parking") <= 1, without

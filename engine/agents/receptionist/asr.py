@@ -28,6 +28,7 @@ from engine.agents.receptionist.script import INTENTS
 MODES = ("domain", "freeform")
 DEFAULT_MODE = "domain"
 EXTRA_WORDS = {"toothache": "T UW TH EY K"}  # domain words missing from cmudict-en-us
+VOWELS = frozenset("AA AE AH AO AW AY EH ER EY IH IY OW OY UH UW".split())
 # Language-model weight for the domain LM (pocketsphinx's en-us default is 6.5): swept 6.5, 9, 12, 15 on
 # all train-voice lines (clean + telephone); 12 was best on their mean (tel intents 77.3 -> 79.3 %).
 DOMAIN_LW = 12.0
@@ -91,7 +92,7 @@ def _domain_lm_path() -> Path:
     return path
 
 
-def make_decoder(mode: str = DEFAULT_MODE) -> Any:
+def make_decoder(mode: str = DEFAULT_MODE, non_rhotic_variants: bool = True) -> Any:
     from pocketsphinx import Decoder
 
     if mode not in MODES:
@@ -103,7 +104,43 @@ def make_decoder(mode: str = DEFAULT_MODE) -> Any:
     decoder = Decoder(**kwargs)
     for word, phones in EXTRA_WORDS.items():
         decoder.add_word(word, phones, True)
+    if mode == "domain" and non_rhotic_variants:
+        add_non_rhotic_variants(decoder, sorted({w for s in domain_sentences() for w in s}))
     return decoder
+
+
+def non_rhotic(phones: list[str]) -> list[str]:
+    """The British/Australian pronunciation of an en-us dictionary entry: an R after a vowel
+    and not before one is not spoken ("park" P AA R K -> P AA K), and ER there becomes AH."""
+    out: list[str] = []
+    for i, p in enumerate(phones):
+        before_vowel = i + 1 < len(phones) and phones[i + 1] in VOWELS
+        if p == "R" and out and out[-1] in VOWELS and not before_vowel:
+            continue
+        out.append("AH" if p == "ER" and not before_vowel else p)
+    return out
+
+
+def add_non_rhotic_variants(decoder: Any, words: list[str]) -> int:
+    """cmudict-en-us only knows rhotic speech, so a non-rhotic caller's "park" decoded as
+    "book" (train voices: espeak-ng en-gb). Adds each domain word's non-rhotic form as an
+    alternative pronunciation ("word(N)", which the hypothesis reports as the word itself).
+    Train voices: telephone intents 93.2 -> 95.2 %, clean 92.6 -> 92.9 %. Returns how many."""
+    added: list[tuple[str, str]] = []
+    for word in words:
+        known = decoder.lookup_word(word)
+        if not known:
+            continue
+        alternatives, k = [known.split()], 2
+        while (alt := decoder.lookup_word(f"{word}({k})")) is not None:
+            alternatives.append(alt.split())
+            k += 1
+        variant = non_rhotic(alternatives[0])
+        if variant not in alternatives:
+            added.append((f"{word}({k})", " ".join(variant)))
+    for i, (name, phones) in enumerate(added):
+        decoder.add_word(name, phones, i == len(added) - 1)  # rebuild the search once, at the last
+    return len(added)
 
 
 def transcribe(decoder: Any, pcm: bytes, extend_band: bool = True) -> Transcript:
@@ -128,8 +165,8 @@ def _extender() -> BandwidthExtender:
 
 def prepare(pcm: bytes, extend_band: bool = True) -> bytes:
     """A telephone-band turn gets its missing band back (bandwidth.py: held-out voices through a
-    PCMU line, intent accuracy 69.3 -> 88.3 %, `talkover bench intents`), then padding and dither around it. pocketsphinx's noise
-    and energy estimates fail on digital silence (synthetic speech between words, a quiet line
+    PCMU line, intent accuracy 72.3 -> 91.3 %, `talkover bench intents`), then padding and dither
+    around it. pocketsphinx's noise and energy estimates fail on digital silence (synthetic speech between words, a quiet line
     after noise suppression): measured on the train voices, clean espeak-ng lines decoded to
     nonsense that the same lines with line noise decoded right."""
     turn = np.frombuffer(pcm, dtype=np.int16)
