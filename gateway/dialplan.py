@@ -16,6 +16,7 @@ from typing import Any
 
 from gateway.tomlfile import ConfigError, TomlSource, build
 
+VOICES = ("prompts", "model")  # the receptionist's voice
 AGENTS = ("echo", "silent", "receptionist", "model", "moshi")  # the engine's agents; "model" and "moshi" need [engine] model
 
 
@@ -40,6 +41,7 @@ class DialplanEntry:
     transfer_digit: str = ""  # DTMF digit that asks the agent to transfer ("" = none)
     speaking_rate: float = 1.0  # model agent: > 1 speaks faster (the reply's phoneme timeline)
     pitch_semitones: float = 0.0  # model agent: its voice shifted up (+) or down (-)
+    voice: str = "prompts"  # receptionist: "prompts" (piper, pre-rendered) or "model" (talkover's unit LM + vocoder)
 
     def validate(self) -> tuple[str, str] | None:
         if not self.name:
@@ -62,6 +64,8 @@ class DialplanEntry:
             return "speaking_rate", "must lie within 0.5-2.0 (1.0 = the voice's own rate)"
         if not -12.0 <= self.pitch_semitones <= 12.0:
             return "pitch_semitones", "must lie within -12 and +12 (one octave)"
+        if self.voice not in VOICES:
+            return "voice", f"must be one of {', '.join(VOICES)}"
         return None
 
     def matches(self, called: str) -> bool:

@@ -58,6 +58,7 @@ ring_ms = 500
         ('[[entry]]\nname = "a"\ngreeting = "/no/such.wav"\n', 3, "greeting"),
         ('[[entry]]\nname = "a"\nagent = "model"\npitch_semitones = 20.0\n', 4, "one octave"),
         ('[[entry]]\nname = "a"\nspeaking_rate = 0\n', 3, "0.5-2.0"),
+        ('[[entry]]\nname = "a"\nagent = "receptionist"\nvoice = "robot"\n', 4, "prompts, model"),
     ],
 )
 def test_bad_dialplan_names_the_line(tmp_path: Path, body: str, line: int, words: str) -> None:

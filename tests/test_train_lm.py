@@ -203,7 +203,7 @@ def test_bench_dtw_distance_tells_own_sentence_from_another() -> None:
 
 
 def test_bench_speaks_every_row_for_its_own_length(setup: tuple[Path, Path], tmp_path: Path) -> None:
-    from gateway.bench.model_lm import TAIL_FRAMES, speak
+    from engine.model.speak import TAIL_FRAMES, speak
 
     out = tmp_path / "lm"
     train_lm(options(setup, out, steps=1))

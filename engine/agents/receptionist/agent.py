@@ -8,7 +8,8 @@ intent (intents.py) whose prompt is played through the turn controller, so barge
 work as for every agent. "person" ends with a blind transfer (REFER) to the dialplan's
 `transfer_target`; "goodbye" with a hang-up, each once its prompt has played.
 
-The answers' voice is swappable: a later speech model only has to replace `_speech()`.
+The answers' voice: the committed piper prompts, or with `voice = "model"` the same texts
+spoken by talkover's own unit LM + vocoder (model_voice.py; piper until they are rendered).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 
 from engine.agents import prompts as builtin
 from engine.agents.base import AgentAction, Reply
-from engine.agents.receptionist import prompts
+from engine.agents.receptionist import model_voice, prompts
 from engine.agents.receptionist.intents import classify
 from engine.agents.receptionist.recognizer import Recognizer, shared
 from engine.agents.receptionist.script import BY_NAME, FALLBACK
@@ -53,6 +54,7 @@ class ReceptionistAgent:
         self._transfer_digit = str(settings.get("transfer_digit", ""))
         self._transfer_target = str(settings.get("transfer_target", ""))
         self.recognizer = recognizer or shared()  # started now: it loads while the greeting plays
+        self.voice = model_voice.shared() if settings.get("voice") == "model" else None
         self.log = get_logger(call_id=call_id, component="receptionist")
         self._last: str = "welcome"
         self.intents: list[str] = []  # what each answered turn was taken for (tests, logs)
@@ -92,6 +94,12 @@ class ReceptionistAgent:
         return Reply(self._speech(self._last), then)
 
     def _speech(self, name: str) -> np.ndarray:
+        if self.voice is not None:
+            audio = self.voice.get(name)
+            if audio is not None:
+                return audio
+            self.log.warning("model voice not rendered: the piper prompt is played", reply=name,
+                             error=self.voice.error or None)
         return prompts.load(name)
 
     def on_dtmf(self, digit: str, duration_ms: int) -> np.ndarray | AgentAction | None:
