@@ -109,7 +109,11 @@ def _audio_change(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 @pytest.mark.parametrize("what", ["text", "speaker", "rate", "pitch", "emphasis", "pause"])
-def test_every_conditioning_input_changes_the_output(model: SpeechModel, what: str) -> None:
+def test_every_conditioning_input_changes_the_output(model: SpeechModel, what: str,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # an untrained LM's softmax is flat, so the expected embeddings hardly depend on its codes:
+    # the argmax codes show whether each input reaches the audio
+    monkeypatch.setattr(model.cfg.lm, "vocode_expected", False)
     frames = 10
     ref_speaker = model.speaker_from_prompt(speech(1.0))[0]
     ref = run_steps(model, frames, speaker=ref_speaker)
@@ -125,6 +129,16 @@ def test_every_conditioning_input_changes_the_output(model: SpeechModel, what: s
     changed_codes = float((ref["agent"] != other["agent"]).float().mean())
     assert changed_codes > 0.2, f"{what}: only {changed_codes:.0%} of the agent's codes changed"
     assert _audio_change(ref["pcm"], other["pcm"]) > 0.3, f"{what}: the audio hardly changed"
+
+
+def test_the_expected_embedding_of_certain_codes_is_their_embedding(model: SpeechModel) -> None:
+    codes = torch.randint(0, model.cfg.encoder.codebook_size, (2, 3, model.cfg.encoder.n_codebooks))
+    one_hot = torch.nn.functional.one_hot(codes, model.cfg.encoder.codebook_size).float()
+    with torch.no_grad():
+        assert torch.allclose(model.vocoder.expected_embedding(one_hot), model.vocoder.embed(codes), atol=1e-6)
+        uniform = torch.full_like(one_hot, 1.0 / model.cfg.encoder.codebook_size)
+        mean = sum(e.weight.mean(0) for e in model.vocoder.emb)
+        assert torch.allclose(model.vocoder.expected_embedding(uniform)[0, 0], mean, atol=1e-5)
 
 
 def test_presets_state_their_size_rate_and_bitrate() -> None:

@@ -146,13 +146,17 @@ class SpeechModel(nn.Module):
 
     def vocode(self, codes: Tensor, states: list[Tensor] | None = None) -> tuple[Tensor, list[Tensor]]:
         """codes [B, T, n_q] → (pcm [B, T * frame], states')."""
-        b = codes.shape[0]
+        return self.vocode_embedded(self.vocoder.embed(codes), states)
+
+    def vocode_embedded(self, x: Tensor, states: list[Tensor] | None = None) -> tuple[Tensor, list[Tensor]]:
+        """Summed code embeddings x [B, T, dim] (Vocoder.embed / expected_embedding) → (pcm, states')."""
+        b = x.shape[0]
         if states is None:
             tail = torch.zeros(b, *self.vocoder.state_tail_shape(), device=self.device, dtype=self.dtype)
             cur = StateCursor(None, b, self.device, self.dtype)
         else:
             tail, cur = states[-1], StateCursor(states[:-1], b, self.device, self.dtype)
-        pcm, tail = self.vocoder(codes, tail, cur)
+        pcm, tail = self.vocoder.synthesise(x, tail, cur)
         return pcm, cur.out + [tail]
 
     def speaker_from_prompt(self, pcm: Tensor) -> Tensor:
@@ -175,7 +179,11 @@ class SpeechModel(nn.Module):
         logits, signals = self.lm.step(lm_in, state.lm_k, state.lm_v, state.lm_pos, inp.exec_mask)
         agent = logits.argmax(-1)
         signals = torch.sigmoid(signals.float())
-        pcm, voc = self.vocode(agent.unsqueeze(1), state.voc)
+        if self.cfg.lm.vocode_expected:
+            probs = torch.softmax(logits.float(), -1).to(self.dtype)
+            pcm, voc = self.vocode_embedded(self.vocoder.expected_embedding(probs.unsqueeze(1)), state.voc)
+        else:
+            pcm, voc = self.vocode(agent.unsqueeze(1), state.voc)
         m = inp.exec_mask
         speak = m & inp.speaking
         new = StreamState(

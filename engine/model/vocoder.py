@@ -59,8 +59,16 @@ class Vocoder(nn.Module):
 
     def forward(self, codes: Tensor, tail: Tensor, cur: StateCursor) -> tuple[Tensor, Tensor]:
         """codes [B, T, n_q], tail [B, overlap-1, hop] → (pcm [B, T * frame] in about [-1, 1], tail')."""
-        x = sum(self.emb[q](codes[..., q]) for q in range(self.n_q))
-        return self.synthesise(x, tail, cur)  # type: ignore[arg-type]
+        return self.synthesise(self.embed(codes), tail, cur)
+
+    def embed(self, codes: Tensor) -> Tensor:
+        """codes [B, T, n_q] → the summed code embeddings [B, T, dim]."""
+        return sum(self.emb[q](codes[..., q]) for q in range(self.n_q))  # type: ignore[return-value]
+
+    def expected_embedding(self, probs: Tensor) -> Tensor:
+        """probs [B, T, n_q, codebook_size] (each codebook's distribution) → the summed expected
+        code embeddings [B, T, dim]; one-hot probs give embed()'s result."""
+        return sum(probs[..., q, :] @ self.emb[q].weight for q in range(self.n_q))  # type: ignore[return-value]
 
     def synthesise(self, x: Tensor, tail: Tensor, cur: StateCursor) -> tuple[Tensor, Tensor]:
         """The summed code embeddings x [B, T, dim] → (pcm, tail'). Training feeds it continuous
