@@ -40,15 +40,22 @@ log = get_logger(component="engine")
 
 def make_slot_agent(settings: dict[str, object], scheduler: "BatchScheduler | MoshiBatch | None", number: int,
                     call_id: str = "") -> Any:
-    if settings.get("agent") == "receptionist":
-        from engine.agents.receptionist.agent import ReceptionistAgent
-
-        return ReceptionistAgent(settings, call_id)
     moshi = False
     if scheduler is not None:  # torch is loaded already
         from engine.model.moshi_adapter import MoshiBatch
 
         moshi = isinstance(scheduler, MoshiBatch)
+    if settings.get("agent") == "receptionist" and settings.get("voice") == "live":
+        if scheduler is None or moshi or scheduler.model.frontend is None:  # type: ignore[union-attr]
+            raise ValueError("the live receptionist needs [engine] model = a trained unit LM "
+                             "(e.g. engine/model/weights/agent)")
+        from engine.agents.receptionist.live import LiveReceptionistAgent
+
+        return LiveReceptionistAgent(settings, scheduler, number, call_id)  # type: ignore[arg-type]
+    if settings.get("agent") == "receptionist":
+        from engine.agents.receptionist.agent import ReceptionistAgent
+
+        return ReceptionistAgent(settings, call_id)
     if settings.get("agent") == "moshi":
         if not moshi:
             raise ValueError("the moshi agent needs [engine] model = \"moshi:<weights dir>\" (or \"moshi:tiny\")")

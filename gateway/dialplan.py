@@ -16,7 +16,7 @@ from typing import Any
 
 from gateway.tomlfile import ConfigError, TomlSource, build
 
-VOICES = ("prompts", "model")  # the receptionist's voice
+VOICES = ("prompts", "model", "live")  # the receptionist's voice
 AGENTS = ("echo", "silent", "receptionist", "model", "moshi")  # the engine's agents; "model" and "moshi" need [engine] model
 
 
@@ -41,7 +41,8 @@ class DialplanEntry:
     transfer_digit: str = ""  # DTMF digit that asks the agent to transfer ("" = none)
     speaking_rate: float = 1.0  # model agent: > 1 speaks faster (the reply's phoneme timeline)
     pitch_semitones: float = 0.0  # model agent: its voice shifted up (+) or down (-)
-    voice: str = "prompts"  # receptionist: "prompts" (piper, pre-rendered) or "model" (talkover's unit LM + vocoder)
+    voice: str = "prompts"  # receptionist: "prompts" (piper, pre-rendered), "model" (talkover's unit LM +
+    #                         vocoder, pre-rendered) or "live" (the unit LM in the engine's batched step)
 
     def validate(self) -> tuple[str, str] | None:
         if not self.name:

@@ -42,3 +42,32 @@ def test_caller_asks_for_the_hours_hears_them_then_asks_for_a_person_and_is_tran
     assert hours > 0.7, f"hours prompt not heard: correlation {hours:.2f}"
     assert all(hours > peak + 0.2 for peak in others.values()), (hours, others)
     assert gw.wait_log("blind transfer (REFER)")["target"] == DESK
+
+
+def test_the_live_model_voice_answers_over_sip(gateway_factory: Callable[..., Gateway], tmp_path: Path) -> None:
+    """`voice = "live"`: the engine loads the shipped unit LM and the answer is spoken by its
+    batched step. Heard through G.722, the answer must transcribe closer to the hours reply than
+    to any other reply of the dialplan."""
+    from engine.agents.receptionist.asr import make_decoder, transcribe
+    from engine.agents.receptionist.model_voice import WEIGHTS
+    from gateway.bench.model import word_errors
+
+    entry = {"name": "reception", "numbers": ["*"], "agent": "receptionist", "voice": "live", "greeting": ""}
+    gw = gateway_factory(entries=[entry], engine={"model": str(WEIGHTS)})
+    with Phone() as phone:
+        phone.call(gw.uri(), codecs=["G722"])
+        phone.wait_state("CONFIRMED")
+        call_id = str(gw.only_call()["call_id"])
+        gw.wait_turn("utterance #1 played", call_id, timeout=30)  # the welcome
+        phone.record_start()
+        phone.play(DATA / "hours_f3_16k.wav")
+        gw.wait_turn("utterance #2 played", call_id, timeout=40)
+        phone.record_stop(tmp_path / "answer.wav")
+        phone.hangup()
+    assert [r["intent"] for r in gw.log_events("caller intent", call_id=call_id)] == ["hours"]
+    assert gw.wait_turn("speak reply #2 (streaming)", call_id, timeout=1)
+    heard_audio, _ = read_wav(tmp_path / "answer.wav")
+    heard = transcribe(make_decoder("freeform"), heard_audio.tobytes()).text
+    texts = prompts.prompt_texts()
+    rate = {name: word_errors(text, heard) for name, text in texts.items()}
+    assert min(rate, key=lambda n: rate[n][0] / rate[n][1]) == "hours", (heard, rate)

@@ -64,11 +64,15 @@ class StreamingAgent(Agent, Protocol):
     def caller_turn_over(self) -> bool:
         """The model's end-of-turn signal (combined with VAD silence by the controller)."""
 
-    def start_reply(self, t: float) -> None:
-        """The caller's turn ended: from now on the agent's output is its reply."""
+    def start_reply(self, t: float, turn: np.ndarray | None = None) -> None:
+        """The caller's turn ended (`turn`: its audio, 16 kHz int16, as the controller cut it):
+        from now on the agent's output is its reply."""
 
     def take_audio(self) -> tuple[list[bytes], bool]:
         """20 ms reply frames made since the last call, and whether the reply is complete."""
+
+    def reply_action(self) -> AgentAction | None:
+        """Asked once a reply is complete: what to do when it has played (transfer, hang up)."""
 
     def stop_reply(self) -> None:
         """Generation stops (a committed barge-in)."""

@@ -49,7 +49,7 @@ class SlotAgent:
         self._on_cut_off()
 
     # -- the StreamingAgent protocol's reply ------------------------------------------------------
-    def start_reply(self, t: float) -> None:
+    def start_reply(self, t: float, turn: np.ndarray | None = None) -> None:
         self._collect()  # what was made before the reply is not part of it
         self._replying, self._done, self._frames, self._made_ms = True, False, [], 0
         self._set_speaking(True)
@@ -58,6 +58,9 @@ class SlotAgent:
         self._collect()
         frames, self._frames = self._frames, []
         return frames, self._done
+
+    def reply_action(self) -> AgentAction | None:
+        return None
 
     def stop_reply(self) -> None:
         self._replying, self._done, self._frames = False, True, []

@@ -119,6 +119,10 @@ class BatchScheduler:
         s = self.slots[slot]
         s.text.extend(frontend.reply_tokens(text, s.rate) if frontend is not None else text_tokens(text))
 
+    def unsay(self, slot: int) -> None:
+        """Drop what is left of the slot's reply text (a reply cut off by the caller)."""
+        self.slots[slot].text.clear()
+
     def event(self, slot: int, code: int) -> None:
         self.slots[slot].events.append(code)
 

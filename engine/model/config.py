@@ -35,7 +35,7 @@ class LMConfig:
     layers: int = 2
     heads: int = 4
     ffn_dim: int = 256
-    context: int = 64  # frames in the KV ring
+    context: int = 64  # frames in the KV ring: how far back the LM attends (never beyond its training rows)
     text_vocab: int = 258  # bytes + PAD + END
     speaker_dim: int = 64  # = encoder latent_dim (the speaker prompt is pooled encoder latents)
     prosody_dim: int = 4  # rate, pitch, emphasis, pause
@@ -170,7 +170,7 @@ def talk() -> ModelConfig:
         name="talk",
         encoder=EncoderConfig(channels=[32, 64, 128, 256], strides=[4, 4, 5, 8], latent_dim=32, n_codebooks=4,
                               codebook_size=1024),
-        lm=LMConfig(dim=192, layers=4, heads=4, ffn_dim=768, context=250, speaker_dim=32),
+        lm=LMConfig(dim=192, layers=4, heads=4, ffn_dim=768, context=200, speaker_dim=32),
         vocoder=VocoderConfig(dim=256, blocks=4, hop=160, n_fft=640),
     )
 

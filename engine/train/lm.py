@@ -79,6 +79,9 @@ def lm_config(base: ModelConfig, opts: LMTrainOptions) -> ModelConfig:
         cfg.lm.layers = opts.lm_layers
     if opts.lm_ffn:
         cfg.lm.ffn_dim = opts.lm_ffn
+    # The LM must never attend further back than its training rows reach: measured on the shipped
+    # LM (rows of 200, context 250), a reply that began over 200 frames into a call came out silent.
+    cfg.lm.context = min(cfg.lm.context, opts.frames)
     cfg.validate()
     return cfg
 

@@ -48,7 +48,7 @@ from engine.session import (
 )
 
 
-def _level_dbfs(pcm: bytes) -> float:
+def level_dbfs(pcm: bytes) -> float:
     x = np.frombuffer(pcm, dtype=np.int16).astype(np.float32)
     return 10.0 * float(np.log10(float(np.dot(x, x)) / max(1, x.size) / 32768.0**2 + 1e-12))
 
@@ -121,7 +121,7 @@ class TurnController:
         if self._barge_t0 is not None:
             # Count voiced time, not time since speech-start: the VAD's speech-stop comes its
             # hangover (vad_stop_ms) after a backchannel ended, later than barge_in_min_ms.
-            if _level_dbfs(pcm) >= self.settings.voiced_dbfs:
+            if level_dbfs(pcm) >= self.settings.voiced_dbfs:
                 self._barge_voiced_ms += FRAME_MS
             if self._barge_voiced_ms >= self.settings.barge_in_min_ms:
                 self._commit_barge_in(t)
@@ -215,7 +215,7 @@ class TurnController:
         if self._streaming:
             self._utterance_id += 1
             self._pending, self._stream_open, self._owed = [], True, 0
-            self.agent.start_reply(t)  # type: ignore[attr-defined]
+            self.agent.start_reply(t, audio)  # type: ignore[attr-defined]
             return
         self._waiting = None  # a reply to an earlier turn still being made is superseded
         self._answer(self.agent.respond(audio), t, "reply")
@@ -263,6 +263,12 @@ class TurnController:
         frames, done = self.agent.take_audio()  # type: ignore[attr-defined]
         self._pending += frames
         self._stream_open = not done
+        action = self.agent.reply_action() if done else None  # type: ignore[attr-defined]
+        if action is not None:
+            if self._pending or self._unfinished:
+                self._then = (self._utterance_id, action)
+            else:
+                self._act(action, t)
         if self.state is not TurnState.RESPONDING:
             return
         if self._pending and (done or len(self._pending) > 1):

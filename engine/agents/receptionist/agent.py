@@ -76,6 +76,12 @@ class ReceptionistAgent:
 
     def answer(self, text: str, decode_s: float = 0.0, audio_s: float = 0.0, waited_s: float = 0.0) -> Reply:
         """The reply to a transcript: the intent's prompt, then its action."""
+        name, then = self.choose(text, decode_s, audio_s, waited_s)
+        return Reply(self._speech(name), then)
+
+    def choose(self, text: str, decode_s: float = 0.0, audio_s: float = 0.0,
+               waited_s: float = 0.0) -> tuple[str, AgentAction | None]:
+        """What to say to a transcript (a name of prompts.prompt_texts()) and what to do after it."""
         match = classify(text)
         intent = match.intent
         self.intents.append(intent)
@@ -83,15 +89,14 @@ class ReceptionistAgent:
                       audio_s=round(audio_s, 2), rtf=round(decode_s / audio_s, 3) if audio_s else None,
                       waited_ms=round(waited_s * 1e3))
         if intent == "repeat":
-            return Reply(self._speech(self._last))
+            return self._last, None
         if intent == "person":
             if not self._transfer_target:
-                return Reply(self._speech("no_transfer"))
-            return Reply(self._speech("person"), AgentAction(CommandKind.TRANSFER, self._transfer_target,
-                                                             "caller asked for a person"))
+                return "no_transfer", None
+            return "person", AgentAction(CommandKind.TRANSFER, self._transfer_target, "caller asked for a person")
         self._last = intent if BY_NAME[intent].reply else FALLBACK.name
         then = AgentAction(CommandKind.HANGUP, reason="caller said goodbye") if intent == "goodbye" else None
-        return Reply(self._speech(self._last), then)
+        return self._last, then
 
     def _speech(self, name: str) -> np.ndarray:
         if self.voice is not None:
