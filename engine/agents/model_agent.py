@@ -20,10 +20,12 @@ from engine.agents.slot_agent import SlotAgent
 from engine.batch.scheduler import BatchScheduler
 from engine.model.model import DTMF_EVENTS, EVENT_CUT_OFF, EVENT_RESUMED
 from engine.model.pitch import semitones_to_ratio
+from engine.turns.controller import TurnSettings, level_dbfs
 
 MIN_REPLY_MS = 2500  # an untrained model says "done" at random: replies last at least this
 MAX_REPLY_MS = 8000
 SIGNAL_THRESHOLD = 0.5
+VOICED_DBFS = TurnSettings.voiced_dbfs  # quieter is not the caller talking (the turn controller's rule)
 
 
 class ModelAgent(SlotAgent):
@@ -50,6 +52,11 @@ class ModelAgent(SlotAgent):
 
     # -- the StreamingAgent protocol ---------------------------------------------------------------
     def hear(self, t: float, pcm: bytes) -> None:
+        # While it speaks the LM hears the caller only above VOICED_DBFS: it was trained to fall
+        # silent when talked over, and a line's residual echo of its own voice (-80 to -60 dBFS
+        # after the canceller, measured on a SIP call) made it stop a second into its reply.
+        if self._replying and level_dbfs(pcm) < VOICED_DBFS:
+            pcm = bytes(len(pcm))
         self.sched.push(self.slot, pcm)
         self._collect()
 

@@ -29,9 +29,7 @@ from engine.agents.receptionist.prompts import prompt_texts
 from engine.agents.receptionist.recognizer import Recognizer
 from engine.batch.scheduler import BatchScheduler
 from engine.session import SAMPLE_RATE
-from engine.turns.controller import TurnSettings, level_dbfs
 
-VOICED_DBFS = TurnSettings.voiced_dbfs  # quieter is not the caller talking (the turn controller's rule)
 MIN_REPLY_MS = 600  # the reply-over signal counts from here (the model may call it early)
 REPLY_SLACK_MS = 1500  # past the reply's timeline (lead frames, the voice's decay)
 
@@ -48,14 +46,6 @@ class LiveReceptionistAgent(ModelAgent):
         self._action: AgentAction | None = None
         self._after_text = 0  # model frames since the reply's timeline was used up
         self.replies: list[str] = []  # what each answered turn was given (tests, logs)
-
-    def hear(self, t: float, pcm: bytes) -> None:
-        # While it speaks the LM hears the caller only above VOICED_DBFS: it was trained to fall
-        # silent when talked over, and a line's residual echo of its own voice (-80 to -60 dBFS
-        # after the canceller, measured on a SIP call) made it stop a second into its reply.
-        if self._replying and level_dbfs(pcm) < VOICED_DBFS:
-            pcm = bytes(len(pcm))
-        super().hear(t, pcm)
 
     @property
     def intents(self) -> list[str]:
