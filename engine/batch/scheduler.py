@@ -114,10 +114,17 @@ class BatchScheduler:
             s.shifter = PitchShifter(s.pitch)  # a new reply: nothing of the last one's tail
         s.speaking = speaking
 
-    def say(self, slot: int, text: str) -> None:
+    def say(self, slot: int, text: str) -> int:
+        """Queue a reply's text for the slot; returns its length in model frames."""
         frontend = self.model.frontend  # a trained LM's phoneme timeline, else bytes
         s = self.slots[slot]
-        s.text.extend(frontend.reply_tokens(text, s.rate) if frontend is not None else text_tokens(text))
+        tokens = frontend.reply_tokens(text, s.rate) if frontend is not None else text_tokens(text)
+        s.text.extend(tokens)
+        return len(tokens)
+
+    def saying(self, slot: int) -> bool:
+        """Is some of the slot's reply text still to be spoken?"""
+        return bool(self.slots[slot].text)
 
     def unsay(self, slot: int) -> None:
         """Drop what is left of the slot's reply text (a reply cut off by the caller)."""

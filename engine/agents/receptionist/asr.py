@@ -166,9 +166,9 @@ def _extender() -> BandwidthExtender:
 def prepare(pcm: bytes, extend_band: bool = True) -> bytes:
     """A telephone-band turn gets its missing band back (bandwidth.py: held-out voices through a
     PCMU line, intent accuracy 72.3 -> 91.3 %, `talkover bench intents`), then padding and dither
-    around it. pocketsphinx's noise and energy estimates fail on digital silence (synthetic speech between words, a quiet line
-    after noise suppression): measured on the train voices, clean espeak-ng lines decoded to
-    nonsense that the same lines with line noise decoded right."""
+    around it. pocketsphinx's noise and energy estimates fail on digital silence (synthetic speech
+    between words, a quiet line after noise suppression): measured on the train voices, clean
+    espeak-ng lines decoded to nonsense that the same lines with line noise decoded right."""
     turn = np.frombuffer(pcm, dtype=np.int16)
     if extend_band and turn.size >= 4 * HOP:
         turn = _extender().restore(turn, seed=len(pcm))

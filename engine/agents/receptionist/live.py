@@ -88,13 +88,13 @@ class LiveReceptionistAgent(ModelAgent):
         # The text is the agent's: the model's reply-over counts once the timeline is spoken and
         # its last phoneme's audio is out (measured: it fired once ~1.8 s early, at the end of a
         # sentence with a sentence to go).
-        self._after_text = self._after_text + 1 if not self.sched.slots[self.slot].text else 0
-        super()._reply_frames(frames, over and self._after_text > self.sched.model.frontend.lead_frames)  # type: ignore[union-attr]
+        self._after_text = 0 if self.sched.saying(self.slot) else self._after_text + 1
+        lead = self.sched.model.frontend.lead_frames  # type: ignore[union-attr]
+        super()._reply_frames(frames, over and self._after_text > lead)
 
     def _speak(self, name: str) -> None:
         self.replies.append(name)
-        self.sched.say(self.slot, self.texts[name])
-        timeline_ms = len(self.sched.slots[self.slot].text) * self.sched.model.cfg.frame_ms
+        timeline_ms = self.sched.say(self.slot, self.texts[name]) * self.sched.model.cfg.frame_ms
         self.max_reply_ms = int(timeline_ms + REPLY_SLACK_MS)
         self._replying = True
         self._set_speaking(True)

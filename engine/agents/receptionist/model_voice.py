@@ -67,6 +67,8 @@ class ModelVoice:
     def _render(self) -> None:
         try:
             t0 = time.perf_counter()
+            from engine.model.checkpoint import load_checkpoint  # torch: only once a call asks for this voice
+
             model, texts = self.model or load_checkpoint(self.weights), prompt_texts()
             names = list(self.names or texts)
             for i in range(0, len(names), BATCH):
@@ -82,12 +84,6 @@ class ModelVoice:
             log.error("model voice failed: the piper prompts are played", error=self.error)
         finally:
             self._done.set()
-
-
-def load_checkpoint(weights: Path) -> "SpeechModel":
-    from engine.model.checkpoint import load_checkpoint as load
-
-    return load(weights)
 
 
 def render(model: "SpeechModel", texts: dict[str, str]) -> dict[str, np.ndarray]:
