@@ -26,6 +26,7 @@ import pjsua2 as pj
 
 from engine import wire
 from engine.logs import get_logger
+from engine.signals import SignalLatch
 from engine.session import CommandKind, EventKind, SessionEvent, SessionInfo
 from gateway import metrics
 from gateway.config import Config
@@ -67,6 +68,7 @@ class Worker:
         self._keys = itertools.count(1)
         self._status = StatusPipe(status_fd)
         self.draining_since = 0.0
+        self._stop = SignalLatch()  # SIGTERM / SIGINT: drain (the handler itself only latches)
         self._next_status = 0.0
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -88,8 +90,7 @@ class Worker:
         gc.collect()
         gc.freeze()
         log.info("worker ready", name=self.name, max_calls=self.max_calls, pjsua_cap=pjsua_max_calls())
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: self.drain())
+        self._stop.install(signal.SIGTERM, signal.SIGINT)
         while self._loop_once():
             pass
         self._shutdown(ports)
@@ -115,6 +116,8 @@ class Worker:
 
     def _loop_once(self) -> bool:
         self._run_actions(TICK_S)
+        if self._stop.is_set:
+            self.drain()
         self.link.flush_backlog()
         now = time.monotonic()
         self._timers(now)

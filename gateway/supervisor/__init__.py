@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import signal
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from engine.logs import get_logger
+from engine.signals import SignalLatch
 from gateway.config import Config, dump_config
 from gateway.supervisor.children import Child
 from gateway.supervisor.http import HttpServer
@@ -58,18 +58,17 @@ class Supervisor:
             door = FrontDoor.from_config(cfg, [p.address for p in self.plans], calls_per_worker=cfg.sip.max_calls)
             self.kamailio = Kamailio(door, run / "kamailio")
         self._rolling: RollingRestart | None = None
-        self._hup = threading.Event()
+        self._hup = SignalLatch()  # SIGHUP: rolling restart of the SIP workers
         if cfg.webrtc.enabled:  # browser calls: gateway/webrtc (aiortc) in its own process
             webrtc_argv = [py, "-m", "gateway.webrtc.worker", "--config", str(self.resolved), "--name", "webrtc"]
             self.workers.append(Child("webrtc", webrtc_argv, with_status=True, backoff_s=backoff))
         self.webrtc_socket = str(run / SOCKET_NAME)
         self.http = HttpServer(cfg.http.host, cfg.http.port, self.health, self.calls, self.webrtc_signal)
-        self._stop = threading.Event()
+        self._stop = SignalLatch()  # SIGTERM / SIGINT: drain and exit
 
     def run(self) -> int:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: self._stop.set())
-        signal.signal(signal.SIGHUP, lambda *_: self._hup.set())
+        self._stop.install(signal.SIGTERM, signal.SIGINT)
+        self._hup.install(signal.SIGHUP)
         self.engine.start()
         self._wait_for_engine()
         for w in self.workers:
@@ -85,7 +84,8 @@ class Supervisor:
                  http=f"{self.cfg.http.host}:{self.cfg.http.port}")
         while not self._stop.wait(0.1):
             self._watch()
-        log.info("stopping: draining workers", drain_s=self.cfg.supervisor.drain_s)
+        why = signal.Signals(self._stop.signum).name if self._stop.signum else "kamailio failed"
+        log.info("stopping: draining workers", drain_s=self.cfg.supervisor.drain_s, why=why)
         for w in self.workers:  # all drain at once: none takes new calls while another drains
             if w.alive and w.proc is not None:
                 w.proc.send_signal(signal.SIGTERM)
@@ -111,13 +111,13 @@ class Supervisor:
                 child.restarts += 1
                 child.start()
             child.healthy_for(HEARTBEAT_S)
-        if self.kamailio is not None and not self.kamailio.alive and not self._stop.is_set():
+        if self.kamailio is not None and not self.kamailio.alive and not self._stop.is_set:
             log.error("kamailio died: restarting it")
             try:
                 self.kamailio.start()
             except KamailioError as exc:
                 log.error("kamailio failed to restart", error=str(exc))
-        if self._hup.is_set() and self._rolling is None:
+        if self._hup.is_set and self._rolling is None:
             self._hup.clear()
             pairs = [(c, p.address) for c, p in zip(self.sip_workers, self.plans)]
             self._rolling = RollingRestart(pairs, self.kamailio, self.cfg.supervisor.drain_s)
@@ -139,7 +139,7 @@ class Supervisor:
     def health(self) -> tuple[bool, dict[str, Any]]:
         now = time.monotonic()
         workers = []
-        ok = self.engine.alive and not self._stop.is_set()
+        ok = self.engine.alive and not self._stop.is_set
         if self.kamailio is not None:
             ok = ok and self.kamailio.alive
         sip_up = 0

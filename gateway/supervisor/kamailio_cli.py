@@ -20,10 +20,10 @@ import argparse
 import signal
 import sys
 import tempfile
-import threading
 from pathlib import Path
 
 from engine.logs import configure_logging
+from engine.signals import SignalLatch
 from gateway.config import Config, load_config
 from gateway.supervisor.kamailio import FrontDoor, Kamailio, WorkerAddress
 from gateway.supervisor.kamailio_rpc import KamailioError, KamailioRpc
@@ -52,9 +52,7 @@ def _check(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     door = _front_door(args)
     configure_logging(door.log_level, "auto", process="kamailio")
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = SignalLatch().install(signal.SIGTERM, signal.SIGINT)
     kam = Kamailio(door, Path(args.run_dir), log_to_file=False)  # its log joins ours on stderr
     kam.start()
     try:
