@@ -148,6 +148,8 @@ class MediaConfig:
 
     aec: bool = True  # WebRTC AEC3 per call (far-end reference = exactly the frame sent)
     aec_high_pass: bool = True  # the APM's high-pass filter in front of the canceller (hum, DC)
+    aec_skip_echo_free: bool = True  # leave AEC3 out while the line brings none of the agent's audio
+    #   back (gateway/media/echo_bound.py); False feeds it silence as reference instead (~30 % more chain CPU)
     aec_warmup_erle_db: float = 20.0  # until the AEC has removed this much echo (0.5 s of agent audio), speech-start
     aec_warmup_margin_db: float = 3.0  # needs a frame within this many dB of the loudest frame sent (last 600 ms)
     noise: str = "apm"  # noise suppression: "apm" (in the AEC's own pass), "webrtc" (webrtc-noise-gain), "off"

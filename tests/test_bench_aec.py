@@ -77,3 +77,13 @@ def test_the_caller_barges_in_on_the_greeting_of_an_echo_free_line(short_run: Ae
     assert all(t.detected == t.trials for t in echo_free), [(t.path, t.caller_db, t.detected) for t in echo_free]
     loud = [t for t in short_run.greeting_barge_ins if t.caller_db == 0]
     assert sum(t.detected for t in loud) >= 0.9 * sum(t.trials for t in loud)
+
+
+def test_chain_cpu_table_compares_both_canceller_modes_on_both_lines(short_run: AecReport) -> None:
+    """The CPU part ran both chains on both lines; the echo-free line was judged echo-free
+    (so AEC3 was left out there) and the echoing one never was (AEC3 in both chains)."""
+    assert "CPU of one call's inbound chain" in PRINTED[0]
+    free, echoing = short_run.cpu
+    assert "ERL60" in free.path and free.echo_free_share > 0.9
+    assert "ERL6" in echoing.path and echoing.echo_free_share == 0.0
+    assert all(r.us_skip > 0 and r.us_kept > 0 for r in short_run.cpu)

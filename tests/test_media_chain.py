@@ -438,3 +438,39 @@ def test_an_echo_that_appears_on_an_echo_free_line_brings_the_canceller_back() -
             back_at, rewarmed = i, chain.warming_up
     assert free_at is not None and free_at < 100
     assert back_at is not None and 200 < back_at < 225 and rewarmed
+
+
+def test_an_echo_free_line_leaves_aec3_out_and_keeps_the_caller_whole() -> None:
+    """Once the line is known to bring none of the agent's audio back, AEC3 gets no frames
+    (a module with only noise suppression and the high-pass filter takes them) and a caller
+    talking over the agent comes through at full level; an echo brings AEC3 back."""
+    rng = np.random.default_rng(7)
+    chain = InboundChain(MediaConfig(vad="energy"))
+    assert chain.aec is not None
+    caller = at_level(read_clip("hours_f3"), -26.0)
+    caller_frames = [to_int16(caller[i : i + 320]) for i in range(0, len(caller) - 320, 320)]
+    sent = [_noise_frame(rng, float(rng.uniform(-40, -18))) for _ in range(150 + len(caller_frames) + 100)]
+    blocks_when_free = None
+    kept_in, kept_out = [], []
+    for i, f in enumerate(sent):
+        chain.far(f.tobytes())
+        heard = _noise_frame(rng, -70.0).astype(np.int32)
+        talking = 150 <= i < 150 + len(caller_frames)
+        if talking:
+            heard += caller_frames[i - 150]
+        if i >= 150 + len(caller_frames):
+            heard += _scaled(sent[i - 4], -10)  # the far phone starts echoing
+        heard16 = np.clip(heard, -32768, 32767).astype(np.int16)
+        out, _ = chain.process(heard16.tobytes(), i * 0.02)
+        if i == 150:
+            assert chain.echo.echo_free
+            blocks_when_free = chain.aec.near_blocks
+        if talking and i >= 160:
+            kept_in.append(np.mean(heard16.astype(np.float64) ** 2))
+            kept_out.append(np.mean(np.frombuffer(out, np.int16).astype(np.float64) ** 2))
+    assert blocks_when_free is not None and chain.without_echo is not None
+    kept_db = 10 * np.log10(sum(kept_out) / sum(kept_in))
+    assert abs(kept_db) < 2.0, f"caller level changed by {kept_db:.1f} dB over an echo-free line"
+    assert not chain.echo.echo_free and chain.warming_up
+    assert chain.aec.near_blocks > blocks_when_free  # AEC3 is back for the echo ...
+    assert chain.aec.near_blocks - blocks_when_free < 2 * 100  # ... and had nothing while the line was free

@@ -1,12 +1,14 @@
 """`talkover bench aec`: echo cancellation and barge-in figures of the per-call media chain.
 
-Three parts, each printed as a table with its baseline side by side, plots under artifacts/:
+Five parts, each printed as a table with its baseline side by side, plots under artifacts/:
   1. ERLE and near-end kept on the generated echo corpus (gateway/bench/aec_erle.py), at 16
      and 8 kHz, AEC3 (the chain's settings) next to no AEC;
   2. the noise-suppression / gain choice: the same measures for each candidate on a few paths;
   3. false and true barge-ins through the whole chain (gateway/bench/aec_bargein.py), next
      to the same chain without its echo canceller;
-  4. barge-ins on the greeting, before the canceller has converged, on echo-free lines too.
+  4. barge-ins on the greeting, before the canceller has converged, on echo-free lines too;
+  5. the chain's CPU per frame on an echo-free and an echoing line (gateway/bench/aec_cpu.py),
+     AEC3 left out of echo-free lines next to AEC3 kept.
 `--short` runs a small corpus (for tests/test_bench_aec.py); the full run takes a few minutes.
 """
 
@@ -22,6 +24,7 @@ import numpy as np
 
 from engine.logs import configure_logging
 from gateway.bench import aec_bargein as bi
+from gateway.bench import aec_cpu
 from gateway.bench import aec_erle as er
 from gateway.bench.aec_corpus import EchoPathSpec, agent_turns, callers
 from gateway.config import REPO_ROOT, MediaConfig
@@ -234,6 +237,7 @@ class AecReport:
     barge_ins: list[bi.TrueResult]
     greeting_barge_ins: list[bi.TrueResult]
     plots: list[Path]
+    cpu: list[aec_cpu.CpuResult]
 
 
 def report(short: bool) -> AecReport:
@@ -244,11 +248,13 @@ def report(short: bool) -> AecReport:
     noise = noise_part(short)
     falses, trues, base = bargein_part(short, cfg)
     greeting = greeting_part(short, cfg)
+    prog = Progress("chain CPU", 2)
+    cpu = aec_cpu.cpu_part(short, prog.step)
     pngs = plots(erle, trues, falses, base, "_short" if short else "")
     for p in pngs:
         print(f"plot: {p}")
     print(f"done in {time.monotonic() - t0:.0f} s")
-    return AecReport(erle, noise, falses, base, trues, greeting, pngs)
+    return AecReport(erle, noise, falses, base, trues, greeting, pngs, cpu)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -31,13 +31,17 @@ class EchoCanceller:
         noise_suppression: bool = False,
         auto_gain: bool = False,
         high_pass: bool = True,
+        cancel_echo: bool = True,
     ) -> None:
+        """`cancel_echo=False`: the same module without AEC3 (noise suppression, gain and the
+        high-pass filter only, ~33 µs a frame instead of ~135 µs), for a line known to bring
+        none of the agent's audio back."""
         if rate not in SUPPORTED_RATES:
             raise ValueError(f"echo canceller sample rate must be one of {SUPPORTED_RATES}, not {rate}")
         self.rate = rate
         self.block_bytes = rate // 100 * 2  # 10 ms of int16 mono
         self._apm = rtc.AudioProcessingModule(
-            echo_cancellation=True,
+            echo_cancellation=cancel_echo,
             noise_suppression=noise_suppression,
             high_pass_filter=high_pass,
             auto_gain_control=auto_gain,
