@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from engine import wire
@@ -34,6 +35,15 @@ def worker_args(prog: str, default_name: str, argv: list[str] | None) -> tuple[a
     cfg = load_resolved(args.config)
     configure_logging(cfg.log.level, cfg.log.format, process=args.name)
     return args, cfg
+
+
+def exit_skipping_finalisers(code: int) -> None:
+    """End the worker process without interpreter teardown. Native libraries must not run their
+    finalisers then: pjsua2's SWIG destructors touch an already destroyed pjsua, and livekit's
+    tokio runtime panics in a non-unwinding FFI callback (SIGABRT, seen in CI at exit)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 class StatusPipe:

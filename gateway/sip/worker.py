@@ -39,7 +39,7 @@ from gateway.sip.call import CallLeg, Phase, SipCall
 from gateway.sip.endpoint import SipEndpoint, pjsua_max_calls
 from gateway.sip.flood import FloodGuard
 from gateway.sip.stats import read_stream_stats, record_call_stats
-from gateway.worker_process import StatusPipe, route_engine_message, worker_args
+from gateway.worker_process import StatusPipe, exit_skipping_finalisers, route_engine_message, worker_args
 
 log = get_logger(component="worker")
 _REQUEST_USER = re.compile(r"^\S+\s+(?:sips?:|tel:)([^@;>\s]+)")
@@ -405,11 +405,8 @@ def main(argv: list[str] | None = None) -> int:
     except pj.Error as exc:
         log.error("pjsua2 failed", error=exc.info(), sip=f"{cfg.sip.host}:{cfg.sip.port}")
         code = 3
-    # Native libraries (pjsua2's SWIG destructors, livekit's Rust runtime) must not run their
-    # finalisers during interpreter teardown: pjsua is already destroyed, tokio panics.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    exit_skipping_finalisers(code)
+    return code  # not reached
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ from gateway.webrtc.call import Phase, WebRtcCall
 from gateway.webrtc.ice import apply_ice_policy
 from gateway.webrtc.routes import Routes
 from gateway.webrtc.signalling import MAX_LINE, SOCKET_NAME, SignalReply, SignalRequest
-from gateway.worker_process import StatusPipe, route_engine_message, worker_args
+from gateway.worker_process import StatusPipe, exit_skipping_finalisers, route_engine_message, worker_args
 
 log = get_logger(component="webrtc")
 TICK_S = 0.02
@@ -331,7 +331,9 @@ def main(argv: list[str] | None = None) -> int:
     args, cfg = worker_args("talkover-webrtc", "webrtc", argv)
     sys.setswitchinterval(0.001)  # aiortc's decoder threads must not hold the GIL for 5 ms ticks of the clock
     worker = WebRtcWorker(cfg, load_dialplan(cfg.dialplan), args.name, args.status_fd)
-    return asyncio.run(worker.run())
+    code = asyncio.run(worker.run())
+    exit_skipping_finalisers(code)
+    return code  # not reached
 
 
 if __name__ == "__main__":
