@@ -16,7 +16,7 @@ from engine.model.checkpoint import load_checkpoint
 from engine.model.model import SpeechModel
 from engine.train.codec import STATE_FILE, TrainOptions, train
 from engine.train.data import is_heldout_text, is_training_record, load_training_clips
-from engine.train.losses import log_mel
+from engine.train.losses import log_mel, phase_derivatives
 from gateway.bench.model_codecs import talkover
 from gateway.bench.model_stoi import stoi
 from gateway.config import REPO_ROOT
@@ -74,6 +74,41 @@ def test_training_lowers_the_loss_and_resume_continues(tmp_path: Path, capsys: p
     state = torch.load(out / STATE_FILE, weights_only=False)
     assert second["step"] == 50 and state["step"] == 50
     assert state["history"]["step"][:40] == list(range(1, 41)) and state["history"]["step"][-1] == 50
+
+
+def test_vocoder_only_training_keeps_every_code_and_its_embedding(tmp_path: Path) -> None:
+    corpus = _tiny_corpus(tmp_path / "corpus")
+    out = tmp_path / "ckpt"
+    opts = dict(data=[corpus], out=out, config="tiny", batch=4, crop_ms=640, lr=3e-3, log_every_s=0.0, save_every_s=1e9)
+    train(TrainOptions(steps=20, **opts))  # type: ignore[arg-type]
+    before = load_checkpoint(out)
+    (out / STATE_FILE).unlink()  # as a committed codec: weights only
+    train(TrainOptions(steps=15, resume=True, vocoder_only=True, phase_accumulate=True, phase_weight=1.0, **opts))  # type: ignore[arg-type]
+    after = load_checkpoint(out)
+    assert after.cfg.vocoder.phase_accumulate and not before.cfg.vocoder.phase_accumulate
+    old, new = before.state_dict(), after.state_dict()
+    for name, tensor in old.items():
+        unchanged = torch.equal(tensor, new[name])
+        if name.startswith(("encoder.", "rvq.")) or ".emb." in name:
+            assert unchanged, f"{name} moved in vocoder-only training"
+    assert not torch.equal(old["vocoder.head.weight"], new["vocoder.head.weight"])
+    clip = torch.from_numpy(voices.say(voices.BY_NAME["espeak-us-m3"], TRAIN_TEXTS[0]).astype(np.float32) / 32768.0)
+    with torch.no_grad():
+        assert torch.equal(before.encode(clip[None])[0], after.encode(clip[None])[0])
+
+
+def test_phase_derivative_losses_see_frequency_errors_not_a_constant_phase_offset() -> None:
+    t = torch.arange(16000) / 16000
+    tone = torch.sin(2 * torch.pi * 200 * t)[None]
+    shifted = torch.sin(2 * torch.pi * 200 * t + 1.0)[None]  # same frequency, another absolute phase
+    detuned = torch.sin(2 * torch.pi * 212 * t)[None]  # half a bin off at the vocoder's 25 Hz bins
+    noise = torch.randn(1, 16000, generator=torch.Generator().manual_seed(0)) * 0.5
+    iaf_same, gd_same = phase_derivatives(shifted, tone)
+    iaf_off, _ = phase_derivatives(detuned, tone)
+    iaf_noise, gd_noise = phase_derivatives(noise, tone)
+    assert iaf_same < 0.02 and gd_same < 0.02
+    assert iaf_off > 0.15
+    assert iaf_noise > 0.3 and gd_noise > 0.3
 
 
 def test_held_out_voices_and_sentences_are_never_trained_on() -> None:

@@ -12,7 +12,8 @@ def _run_codec(args: argparse.Namespace) -> int:
     opts = TrainOptions(data=args.data, out=args.out, config=args.config, minutes=args.minutes, steps=args.steps,
                         resume=args.resume, device=args.device, batch=args.batch, crop_ms=args.crop_ms, lr=args.lr,
                         threads=args.threads, save_every_s=args.save_every, seed=args.seed,
-                        agent_share=args.agent_share)
+                        agent_share=args.agent_share, vocoder_only=args.vocoder_only,
+                        phase_accumulate=args.phase_accumulate, phase_weight=args.phase_weight)
     if opts.minutes is None and opts.steps is None:
         opts.minutes = 30.0
     train(opts)
@@ -39,6 +40,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--save-every", type=float, default=180.0, help="seconds between checkpoints")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--agent-share", type=float, default=0.25, help="share of every batch cut from agent speech")
+    p.add_argument("--vocoder-only", action="store_true",
+                   help="train the vocoder alone (codes unchanged: an LM trained on this codec still fits)")
+    p.add_argument("--phase-accumulate", action="store_true",
+                   help="switch the vocoder to the phase-accumulating head (its phase half starts at zero)")
+    p.add_argument("--phase-weight", type=float, default=0.0,
+                   help="weight of the instantaneous-frequency + group-delay losses (default 0: off)")
     p.set_defaults(func=_run_codec)
     __import__("engine.train.lm_cli", fromlist=["add_parsers"]).add_parsers(sub)
     __import__("engine.train.bwe", fromlist=["add_parser"]).add_parser(sub)

@@ -2,6 +2,11 @@
 
 Losses: multi-resolution STFT (spectral convergence + log-magnitude L1), log-mel L1, and the
 RVQ commitment loss; codebooks follow the latents by EMA with dead-code re-initialisation.
+`--phase-weight` adds the instantaneous-frequency and group-delay losses (losses.py).
+`--vocoder-only` trains the vocoder alone: encoder, codebooks and projection stay as they are,
+so every code means what it meant and a unit LM trained on this codec still speaks it.
+`--phase-accumulate` switches a checkpoint's vocoder to the phase-accumulating head (its
+phase half starts at zero: every bin advances at its centre frequency).
 Every `save_every_s` the model goes to CKPT_DIR (`config.json` + `model.safetensors`, loadable
 by engine.model.checkpoint) with `train_state.pt` beside it (optimizer, step, EMA buffers,
 projection, loss history) and `loss.png`. `--resume` continues from there; without the state
@@ -25,7 +30,7 @@ from engine.model.model import SpeechModel
 from engine.train.clock import TrainingClock, configure_cpu
 from engine.train.codec_model import CodecTrainModule
 from engine.train.data import CropSampler, load_training_clips
-from engine.train.losses import log_mel_l1, multi_resolution_stft
+from engine.train.losses import log_mel_l1, multi_resolution_stft, phase_derivatives
 from engine.train.plot import plot_history
 
 STATE_FILE = "train_state.pt"
@@ -50,6 +55,9 @@ class TrainOptions:
     seed: int = 0
     agent_share: float = 0.25  # of every batch: agent speech (the voice the LM speaks in)
     clip_limit: int | None = None  # tests: load only the first N training clips
+    vocoder_only: bool = False
+    phase_accumulate: bool = False
+    phase_weight: float = 0.0  # of the instantaneous-frequency and group-delay losses
 
 
 @dataclass
@@ -66,9 +74,27 @@ def lr_at(base: float, progress: float) -> float:
     return base * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
+def with_phase_accumulation(model: SpeechModel) -> SpeechModel:
+    """The same weights under a phase-accumulating vocoder head, its phase half zeroed."""
+    if model.cfg.vocoder.phase_accumulate:
+        return model
+    cfg = model.cfg
+    cfg.vocoder.phase_accumulate = True
+    out = SpeechModel(cfg)
+    out.load_state_dict(model.state_dict())
+    out.frontend = model.frontend
+    head, bins = out.vocoder.head, out.vocoder.bins
+    with torch.no_grad():
+        head.weight[bins:].zero_()
+        head.bias[bins:].zero_()
+    return out
+
+
 def _restore(opts: TrainOptions, device: torch.device) -> tuple[CodecTrainModule, dict[str, object] | None]:
     if opts.resume and (opts.out / "model.safetensors").is_file():
-        module = CodecTrainModule(load_checkpoint(opts.out, "cpu"))
+        model = load_checkpoint(opts.out, "cpu")
+        module = CodecTrainModule(with_phase_accumulation(model) if opts.phase_accumulate else model,
+                                  vocoder_only=opts.vocoder_only)
         state_path = opts.out / STATE_FILE
         if state_path.is_file():
             state = torch.load(state_path, map_location="cpu", weights_only=False)
@@ -81,8 +107,11 @@ def _restore(opts: TrainOptions, device: torch.device) -> tuple[CodecTrainModule
         return module.to(device), None
     if opts.resume:
         print(f"resume: no checkpoint in {opts.out} yet, starting fresh", file=sys.stderr)
+    if opts.vocoder_only:
+        raise ValueError("--vocoder-only needs a trained codec to start from (--resume with one in --out)")
     cfg = preset(opts.config)
     cfg.seed = opts.seed
+    cfg.vocoder.phase_accumulate = cfg.vocoder.phase_accumulate or opts.phase_accumulate
     return CodecTrainModule(SpeechModel(cfg)).to(device), None
 
 
@@ -133,6 +162,9 @@ def train(opts: TrainOptions) -> dict[str, float]:
         sc, mag = multi_resolution_stft(out.pcm, pcm)
         mel = log_mel_l1(out.pcm, pcm)
         loss = sc + mag + mel + COMMIT_WEIGHT * out.commitment
+        if opts.phase_weight:
+            iaf, gd = phase_derivatives(out.pcm, pcm)
+            loss = loss + opts.phase_weight * (iaf + gd)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(module.trainable(), 5.0)

@@ -28,23 +28,34 @@ class RoundTrip:
 
 
 class CodecTrainModule(nn.Module):
-    def __init__(self, model: SpeechModel) -> None:
+    def __init__(self, model: SpeechModel, vocoder_only: bool = False) -> None:
         super().__init__()
         self.model = model
+        self.vocoder_only = vocoder_only
         self.quantizer = EmaResidualQuantizer(model.rvq)
         latent, dim = model.cfg.encoder.latent_dim, model.cfg.vocoder.dim
         self.projection = nn.Linear(latent, dim, bias=False)
         for emb in model.vocoder.emb:  # written by bake(), not trained
             emb.weight.requires_grad_(False)
+        if vocoder_only:
+            self.projection.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "CodecTrainModule":
+        super().train(mode)
+        if self.vocoder_only:  # the codes must not move: no EMA codebook updates, no dropout
+            self.model.encoder.eval()
+            self.quantizer.eval()
+        return self
 
     def trainable(self) -> list[nn.Parameter]:
-        parts = [self.model.encoder, self.model.vocoder, self.projection]
+        parts = [self.model.vocoder] if self.vocoder_only else [self.model.encoder, self.model.vocoder, self.projection]
         return [p for m in parts for p in m.parameters() if p.requires_grad]
 
     def forward(self, pcm: Tensor) -> RoundTrip:
         b = pcm.shape[0]
-        latents = self.model.encoder(pcm, StateCursor(None, b, pcm.device, pcm.dtype))
-        q = self.quantizer(latents)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.vocoder_only):
+            latents = self.model.encoder(pcm, StateCursor(None, b, pcm.device, pcm.dtype))
+            q = self.quantizer(latents)
         voc = self.model.vocoder
         tail = torch.zeros(b, *voc.state_tail_shape(), device=pcm.device, dtype=pcm.dtype)
         out, _ = voc.synthesise(self.projection(q.quantized), tail, StateCursor(None, b, pcm.device, pcm.dtype))
@@ -53,6 +64,8 @@ class CodecTrainModule(nn.Module):
     @torch.no_grad()
     def bake(self) -> None:
         """Write the vocoder's code embeddings from the codebooks and the projection."""
+        if self.vocoder_only:  # the loaded embeddings are the codes' meaning: keep them bit for bit
+            return
         for q, emb in enumerate(self.model.vocoder.emb):
             emb.weight.copy_(self.model.rvq.codebooks[q] @ self.projection.weight.t())
 

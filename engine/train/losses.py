@@ -53,3 +53,29 @@ def log_mel(x: Tensor, n_fft: int = 1024, hop: int = 256, n_mels: int = 80) -> T
 
 def log_mel_l1(pred: Tensor, target: Tensor) -> Tensor:
     return (log_mel(pred) - log_mel(target)).abs().mean()
+
+
+def _phasor_products(spec: Tensor, eps: float) -> tuple[Tensor, Tensor]:
+    """Unit phasors of the phase step to the next frame and to the next bin."""
+    unit = spec / (spec.abs() + eps)
+    return unit[..., 1:] * unit[..., :-1].conj(), unit[:, 1:] * unit[:, :-1].conj()
+
+
+def phase_derivatives(pred: Tensor, target: Tensor, n_fft: int = 640, hop: int = 160) -> tuple[Tensor, Tensor]:
+    """(instantaneous frequency, group delay) losses: 1 - cos of the wrapped difference
+    between the output's and the target's phase step from frame to frame (time) and from bin
+    to bin (frequency), weighted by the target's magnitude so silent bins count for nothing.
+    Spectral magnitudes alone leave the phase free; a vocoder that advances each bin's phase
+    (VocoderConfig.phase_accumulate) needs these steps taught to it to render harmonics."""
+    window = torch.hann_window(n_fft, device=pred.device, dtype=pred.dtype)
+    p = torch.stft(pred, n_fft, hop, window=window, return_complex=True, center=True)
+    t = torch.stft(target, n_fft, hop, window=window, return_complex=True, center=True)
+    eps = 1e-4 * float(t.abs().amax().clamp_min(EPS))
+    p_time, p_freq = _phasor_products(p, eps)
+    t_time, t_freq = _phasor_products(t, eps)
+    mag = t.abs()
+    w_time = mag[..., 1:] * mag[..., :-1]
+    w_freq = mag[:, 1:] * mag[:, :-1]
+    iaf = ((1 - (p_time * t_time.conj()).real) * w_time).sum() / (w_time.sum() + EPS)
+    gd = ((1 - (p_freq * t_freq.conj()).real) * w_freq).sum() / (w_freq.sum() + EPS)
+    return iaf, gd
