@@ -9,7 +9,7 @@ from typing import Callable
 
 from engine.agents.receptionist import prompts
 from tests.conftest import DATA
-from tests.support.audio import read_wav, xcorr
+from tests.support.audio import piecewise_match, read_wav
 from tests.support.gateway import Gateway
 from tests.support.phone_client import Phone
 
@@ -37,10 +37,13 @@ def test_caller_asks_for_the_hours_hears_them_then_asks_for_a_person_and_is_tran
     intents = [r["intent"] for r in gw.log_events("caller intent", call_id=call_id)]
     assert intents == ["hours", "person"]
     heard, _ = read_wav(tmp_path / "answer.wav")
-    hours = xcorr(prompts.load("hours"), heard).peak
-    others = {name: xcorr(prompts.load(name), heard).peak for name in ("fallback", "address", "book")}
-    assert hours > 0.7, f"hours prompt not heard: correlation {hours:.2f}"
-    assert all(hours > peak + 0.2 for peak in others.values()), (hours, others)
+    # Piece by piece: the phone's adaptive jitter buffer may shift playout by a frame mid-prompt,
+    # which drops a whole-prompt correlation (CI: 0.65) though every piece was heard.
+    hours = piecewise_match(prompts.load("hours"), heard)
+    assert len(hours.peaks) >= 4 and hours.found(0.7) >= 0.9, f"hours prompt not heard: {hours.describe()}"
+    assert hours.in_order(slack=1600), f"hours prompt out of order: {hours.describe()}"
+    others = {name: piecewise_match(prompts.load(name), heard) for name in ("fallback", "address", "book")}
+    assert all(m.found(0.7) <= 0.2 for m in others.values()), {n: m.describe() for n, m in others.items()}
     assert gw.wait_log("blind transfer (REFER)")["target"] == DESK
 
 

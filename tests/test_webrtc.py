@@ -21,7 +21,7 @@ import pytest
 from engine.agents.prompts import chime
 from gateway.webrtc.client import SignalError, WebCaller, loopback_only, post
 from tests.conftest import DATA, ROOT
-from tests.support.audio import active_spans, read_wav, xcorr
+from tests.support.audio import active_spans, piecewise_match, read_wav, xcorr
 from tests.support.gateway import Gateway
 
 SPEECH = DATA / "hours_joe_16k.wav"
@@ -103,8 +103,8 @@ async def test_greeting_then_echo_of_the_caller(web_gw: Gateway) -> None:
     await until(lambda: web_gw.log_events("session closed", call_id=cid), 10, "engine session closed")
     agent, _ = read_wav(web_gw.recording(cid, "agent"))
     reply = agent[chime().size :]
-    echo = xcorr(reply, heard[greeting.lag + chime().size :])
-    assert echo.peak > 0.8, f"the agent's reply (the echo) not heard: correlation {echo.peak:.2f}"
+    echo = piecewise_match(reply, heard[greeting.lag + chime().size :])  # playout may shift mid-reply
+    assert len(echo.peaks) >= 4 and echo.found(0.8) >= 0.9, f"the agent's reply (the echo) not heard: {echo.describe()}"
     engine_heard, _ = read_wav(web_gw.recording(cid, "caller"))
     # The chain's AEC/NS reshape the waveform (phase included): match the speech's energy contour.
     assert xcorr(envelope(sent), envelope(engine_heard)).peak > 0.8, "the engine did not get the caller's speech"
