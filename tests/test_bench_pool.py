@@ -6,13 +6,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from gateway import cli
 from gateway.bench import pool, pool_report, pool_step
 from gateway.bench.pool_meter import Usage
 from gateway.bench.pool_plan import PoolPlan, PoolResult, PoolRun, PoolStep
-from gateway.bench.sipp_driver import SippRun
+from gateway.bench.capture import G711
+from gateway.bench.sipp_driver import AUDIO, SippRun, write_turns_ulaw
 from tests.conftest import need
 
 
@@ -26,6 +28,19 @@ def test_bad_arguments_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--workers" in err and "--hold-s" in err and "Traceback" not in err
     assert cli.main(["bench", "pool", "--workers", "1,x"]) == 2
     assert "comma-separated" in capsys.readouterr().err
+    assert pool.run(PoolPlan(caller="shouting")) == 2
+    assert "--caller" in capsys.readouterr().err
+
+
+def test_a_turn_taking_caller_speaks_then_leaves_a_quiet_pause(tmp_path: Path) -> None:
+    data = np.frombuffer(write_turns_ulaw(tmp_path / "turns.ulaw", turn_s=3.0, gap_s=4.0).read_bytes(), np.uint8)
+    pcm = G711[0][data].astype(np.float64)
+    level = 10 * np.log10(np.mean(pcm.reshape(-1, 160) ** 2, axis=1) / 32768**2 + 1e-12)  # per 20 ms
+    assert (AUDIO / "long_joe.ulaw").stat().st_size == 74080  # 9.26 s: three 3 s turns, the last 0.26 s left out
+    assert data.size == 3 * 24000 + 3 * 32000  # every turn followed by 4 s of pause
+    first_pause = level[150:350]
+    assert np.all(first_pause < -60) and np.all(first_pause > -70)  # line noise, not digital silence
+    assert np.mean(level[:150] > -40) > 0.5 and np.mean(level[350:500] > -40) > 0.5  # speech around it
 
 
 def test_each_worker_count_starts_at_the_previous_best_and_stays_under_the_cap() -> None:

@@ -4,7 +4,9 @@ For each worker count W in --workers, a fresh `talkover serve` with `[supervisor
 (W = 1: the worker listens itself, the baseline; W > 1: behind its Kamailio front door, as
 deployed), the echo agent (chime greeting, not interruptible: replies play while the looping
 caller talks), the full media chain, every worker on the one engine. Then, SIPp's uac_call.xml
-with looping G.711 speech (rtp_stream) from 127.0.0.1:
+with looping G.711 speech (rtp_stream) from 127.0.0.1 — or, with `--caller turns`, 3 s turns
+of speech with 4 s of line noise after each, the agent's replies in the pauses (a line the echo
+bound finds echo-free, so AEC3 is left out):
 
   (a) hold   N concurrent calls held --hold-s (60), N stepping up through --hold-steps (only
              N <= 4 W: pjsua2's cap per worker) until a step fails;
@@ -39,7 +41,7 @@ from gateway.bench.pool_plan import PoolPlan, PoolResult, PoolRun, PoolStep
 from gateway.bench.pool_server import PoolServer
 from gateway.bench.pool_step import run_step, warm_up
 from gateway.bench.server import BenchError, wait_until
-from gateway.bench.sipp_driver import progress
+from gateway.bench.sipp_driver import progress, write_turns_ulaw
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_PLOT = REPO / "artifacts" / "bench_pool.png"
@@ -124,6 +126,9 @@ def measure(plan: PoolPlan) -> PoolResult:
     out = PoolResult(plan, load_avg=[os.getloadavg()[0]])
     with tempfile.TemporaryDirectory(prefix="talkover-bench-pool-") as tmp:
         root = Path(plan.workdir) if plan.workdir else Path(tmp)
+        if plan.caller == "turns":
+            root.mkdir(parents=True, exist_ok=True)
+            plan.rtp_file = f"{write_turns_ulaw(root / 'turns.ulaw')},-1,0"
         for w in plan.workers:
             prev = out.runs[-1] if out.runs else None
             run = measure_workers(w, plan, prev, root)
@@ -187,7 +192,7 @@ def from_args(args: Any) -> int:
     except ValueError as exc:
         print(f"talkover: --workers, --hold-steps and --rates want comma-separated numbers ({exc})", file=sys.stderr)
         return 2
-    for name in ("hold_s", "rate_s", "call_s", "underrun_budget", "workdir"):
+    for name in ("hold_s", "rate_s", "call_s", "underrun_budget", "workdir", "caller"):
         if getattr(args, name) is not None:
             setattr(plan, name, getattr(args, name))
     return run(plan)
@@ -204,4 +209,7 @@ def add_arguments(p: Any) -> None:
     p.add_argument("--underrun-budget", type=float, help="playout underruns a step may have per call-minute "
                    "(default 0, the issue's criterion; more separates CPU saturation from scheduling jitter)")
     p.add_argument("--workdir", help="keep the servers' logs and SIPp's traces here (default: a temp dir, removed)")
+    p.add_argument("--caller", choices=("loop", "turns"),
+                   help="caller audio: loop = looping speech, the agent's replies over it (default); turns = "
+                        "3 s of speech then 4 s of line noise, the replies in the pauses")
     p.add_argument("--quick", action="store_true", help="tiny steps for tests (1 and 2 workers, seconds)")

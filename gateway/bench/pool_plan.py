@@ -9,6 +9,7 @@ from pathlib import Path
 from gateway.bench.pool_meter import Usage
 
 CALLS_PER_WORKER = 4  # pjsua2's compiled cap (DESIGN.md)
+CALLERS = ("loop", "turns")
 
 
 @dataclass
@@ -22,6 +23,8 @@ class PoolPlan:
     underrun_budget: float = 0.0  # playout underruns tolerated per call-minute (0 = the issue's criterion)
     workdir: str = ""  # keep every server log and SIPp trace here ("" = a temp dir, removed)
     quick: bool = False
+    caller: str = "loop"  # "loop": looping speech (continuous double talk); "turns": speech, then pauses
+    rtp_file: str = ""  # set by the bench: what SIPp streams
 
     @classmethod
     def quick_plan(cls) -> PoolPlan:
@@ -36,6 +39,8 @@ class PoolPlan:
             return "--rates must be increasing positive calls per second"
         if self.hold_s < 3 or self.rate_s < 1 or self.call_s < 1:
             return "--hold-s must be >= 3, --rate-s and --call-s >= 1"
+        if self.caller not in CALLERS:
+            return f"--caller must be one of {', '.join(CALLERS)}"
         if self.underrun_budget < 0:
             return "--underrun-budget must be >= 0 underruns per call-minute"
         if self.workdir and Path(self.workdir).exists() and any(Path(self.workdir).iterdir()):

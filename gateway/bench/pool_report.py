@@ -67,10 +67,13 @@ def _x(value: float, base: float) -> str:
     return f"{value / base:.1f}x" if base else "-"
 
 
+_CALLERS = {"loop": "looping speech, replies over it", "turns": "3 s turns, replies in 4 s pauses"}
+
+
 def summary(res: PoolResult) -> list[str]:
     p = res.plan
     out = [f"talkover bench pool: the whole machine ({os.cpu_count()} CPUs), SIP workers behind Kamailio, "
-           f"echo agent, full media chain, G.711 both ways", ""]  # fmt: skip
+           f"echo agent, full media chain, G.711 both ways, callers: {_CALLERS[p.caller]}", ""]  # fmt: skip
     head = ["workers", "front door", f"held {p.hold_s:g} s", "vs 1 worker", f"calls/s ({p.call_s:g} s calls)",
             "vs 1 worker", "limit", "CPU %/call", "MB/call", "idle CPU %", "idle MB", "first call ms p50/max"]  # fmt: skip
     rows = []

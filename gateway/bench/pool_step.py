@@ -65,6 +65,10 @@ def read_sipp_results(step: PoolStep, sipp: SippRun) -> None:
         step.unreadable.append(f"SIPp response times ({type(exc).__name__}: {exc})"[:120])
 
 
+def _audio(plan: PoolPlan) -> dict[str, str]:
+    return {"rtp_file": plan.rtp_file} if plan.rtp_file else {}
+
+
 def run_step(step: PoolStep, server: PoolServer, work: Path, plan: PoolPlan) -> None:
     tag = f"w{step.workers}{step.phase}{step.value:g}".replace(".", "_")
     log_at = server.log_size()
@@ -73,9 +77,10 @@ def run_step(step: PoolStep, server: PoolServer, work: Path, plan: PoolPlan) -> 
     if step.phase == "hold":
         n = int(step.value)
         sipp = speech_calls(work / tag, server.sip_host, tag, calls=n, limit=n, rate_per_s=RAMP_PER_S,
-                            talk_s=plan.hold_s, timeout_s=plan.hold_s + n / RAMP_PER_S + 30)  # fmt: skip
+                            talk_s=plan.hold_s, timeout_s=plan.hold_s + n / RAMP_PER_S + 30,
+                            **_audio(plan))  # fmt: skip
     else:
-        sipp = rate_calls(work / tag, server.sip_host, tag, step.value, plan.rate_s, plan.call_s)
+        sipp = rate_calls(work / tag, server.sip_host, tag, step.value, plan.rate_s, plan.call_s, **_audio(plan))
     n = sipp.calls
     started = time.monotonic()
     sipp.start()

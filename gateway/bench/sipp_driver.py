@@ -288,20 +288,22 @@ class SippRun:
 
 def speech_calls(
     work: Path, target: str, service: str, *, calls: int, limit: int, rate_per_s: float, talk_s: float,
-    timeout_s: float, traces: bool = True,
+    timeout_s: float, traces: bool = True, rtp_file: str = SPEECH,
 ) -> SippRun:
     """uac_call.xml to `service`: `calls` callers (`limit` at once, `rate_per_s`), each
-    talking looping G.711 speech for `talk_s`."""
+    streaming `rtp_file` (default: looping G.711 speech) for `talk_s`."""
     return SippRun(work, "uac_call.xml", target, calls=calls, limit=limit, rate_per_s=rate_per_s,
-                   keys={"rtp_file": SPEECH}, sets={"talk_ms": int(talk_s * 1000)}, timeout_s=timeout_s,
+                   keys={"rtp_file": rtp_file}, sets={"talk_ms": int(talk_s * 1000)}, timeout_s=timeout_s,
                    service=service, traces=traces)  # fmt: skip
 
 
-def rate_calls(work: Path, target: str, service: str, rate_per_s: float, rate_s: float, call_s: float) -> SippRun:
+def rate_calls(work: Path, target: str, service: str, rate_per_s: float, rate_s: float, call_s: float,
+               rtp_file: str = SPEECH) -> SippRun:
     """A rate step: `call_s` calls placed at `rate_per_s` for `rate_s`."""
     limit = max(8, math.ceil(rate_per_s * (call_s + 3) * 3))  # SIPp must not be what holds calls back
     return speech_calls(work, target, service, calls=max(1, math.ceil(rate_per_s * rate_s)), limit=limit,
-                        rate_per_s=rate_per_s, talk_s=call_s, timeout_s=rate_s + call_s + 40)  # fmt: skip
+                        rate_per_s=rate_per_s, talk_s=call_s, timeout_s=rate_s + call_s + 40,
+                        rtp_file=rtp_file)  # fmt: skip
 
 
 # -- caller audio -------------------------------------------------------------------------------
@@ -323,6 +325,20 @@ def ulaw_encode(pcm: np.ndarray) -> bytes:
     i = np.clip(np.searchsorted(levels, x), 1, len(levels) - 1)
     nearer = np.where(np.abs(levels[i - 1] - x) <= np.abs(levels[i] - x), i - 1, i)
     return bytes(order[nearer].astype(np.uint8))
+
+
+def write_turns_ulaw(path: Path, turn_s: float = 3.0, gap_s: float = 4.0, noise_dbfs: float = -65.0) -> Path:
+    """A caller who takes turns: long_joe.ulaw cut into `turn_s` pieces, each followed by
+    `gap_s` of line noise (in which the echo agent plays the turn back). The looping file's
+    constant speech is continuous double talk; this is closer to a conversation."""
+    speech = (AUDIO / "long_joe.ulaw").read_bytes()
+    turn, gap = int(turn_s * 8000), int(gap_s * 50) * 160
+    rng = np.random.default_rng(11)
+    noise = np.clip(rng.standard_normal(gap) * 32768 * 10 ** (noise_dbfs / 20), -32768, 32767).astype(np.int16)
+    pause = ulaw_encode(noise)
+    pieces = [speech[i : i + turn] for i in range(0, len(speech), turn) if len(speech) - i >= 8000]
+    path.write_bytes(b"".join(piece + pause for piece in pieces))
+    return path
 
 
 def write_noise_ulaw(path: Path, seconds: float, level_dbfs: float, seed: int = 7) -> Path:
