@@ -133,7 +133,11 @@ function onRemote(stream) {
 
 function onMessage(msg) {
   if (msg.type === "state") setAgentState(msg.state);
-  if (msg.type === "ended") { if (msg.reason !== "caller hung up") showError("The call was ended: " + msg.reason); end("ended"); }
+  if (msg.type === "ended") {
+    if (channel && channel.readyState === "open") channel.send(JSON.stringify({ type: "ended_ack" }));  // the gateway waits for it before closing
+    if (msg.reason !== "caller hung up") showError("The call was ended: " + msg.reason);
+    end("ended");
+  }
 }
 
 function meter(stream, bar, analyse) {

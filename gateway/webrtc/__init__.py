@@ -23,6 +23,10 @@ The data channel the caller opens (any label) carries JSON both ways:
   caller → gateway  {"type": "dtmf", "digit": "5", "duration_ms": 160}   DTMF (instead of RFC 4733,
                                                                           which aiortc does not receive)
                     {"type": "hangup"}
+                    {"type": "ended_ack"}                                 "ended" reached the page
   gateway → caller  {"type": "state", "state": "listening"|"speaking"|"on hold", "caller_speaking": bool}
                     {"type": "ended", "reason": "..."}
+When the gateway ends a call it waits (at most 2 s) for "ended_ack" before closing the peer
+connection: closing it aborts the SCTP association, and a browser may drop a message it has
+already acknowledged at the SCTP level but not yet handed to the page (seen under CPU load).
 """

@@ -51,6 +51,7 @@ class WebRtcCall:
     hold_since: float = 0.0
     held_by_offer: bool = False  # the last offer's audio direction was sendonly/inactive
     end_reason: str = ""
+    ended_acked: bool = False  # the page said it got "ended"
     _sent_state: str = ""
     _ticks: int = 0
     log: "FilteringBoundLogger" = field(default_factory=get_logger)
@@ -94,23 +95,21 @@ class WebRtcCall:
         except Exception:  # a closing SCTP association: the state feed is best effort
             return False
 
-    async def drain_channel(self, timeout: float = 1.0) -> bool:
-        """Wait (bounded) until what was sent on the data channel has left and been acked:
-        closing the peer connection aborts the SCTP association (aiortc 1.16
-        `RTCSctpTransport.stop`), dropping anything still queued — such as the "ended"
-        message that tells the page why its call ended. True if drained in time."""
-        ch = self.channel
-        sctp = getattr(ch, "transport", None)
+    async def tell_page_ended(self, timeout: float = 2.0) -> bool:
+        """Send "ended" with the reason and wait (bounded) for the page's "ended_ack", or for
+        the page to have gone (channel or connection no longer open). True if the page
+        confirmed or left; False if it said nothing in `timeout` (a client without the ack)."""
+        if not self.send({"type": "ended", "reason": self.end_reason}):
+            return False
         deadline = time.monotonic() + timeout
-        while ch is not None and ch.readyState == "open":
-            queued = ch.bufferedAmount + len(getattr(sctp, "_data_channel_queue", ()))
-            in_flight = len(getattr(sctp, "_outbound_queue", ())) + len(getattr(sctp, "_sent_queue", ()))
-            if queued + in_flight == 0:
+        while not self.ended_acked:
+            ch, pc = self.channel, self.pc
+            if ch is None or ch.readyState != "open" or pc is None or pc.connectionState != "connected":
                 return True
             if time.monotonic() >= deadline:
                 return False
-            await asyncio.sleep(0.01)  # aiortc signals no "all acked" event
-        return ch is None
+            await asyncio.sleep(0.01)  # the ack arrives on this loop; aiortc has no awaitable for it
+        return True
 
     # -- caller audio ------------------------------------------------------------------------
     def read_track(self, track: MediaStreamTrack) -> None:

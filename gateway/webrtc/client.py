@@ -103,6 +103,7 @@ class WebCaller:
         self.channel = self.pc.createDataChannel("control")
         self.channel.on("message", self._on_message)
         self.call_id = ""
+        self.ack_ended = True  # answer the gateway's "ended" with "ended_ack", as the page does
         self.messages: list[dict[str, Any]] = []
         self.heard: list[np.ndarray] = []  # 16 kHz mono 20 ms frames, in arrival order (if keep_audio)
         self.frames_heard = 0
@@ -184,7 +185,10 @@ class WebCaller:
 
     def _on_message(self, message: object) -> None:
         if isinstance(message, str):
-            self.messages.append(json.loads(message))
+            body = json.loads(message)
+            self.messages.append(body)
+            if body.get("type") == "ended" and self.ack_ended and self.channel.readyState == "open":
+                self.channel.send(json.dumps({"type": "ended_ack"}))
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind == "audio" and self._reader is None:

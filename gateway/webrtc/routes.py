@@ -221,6 +221,8 @@ class Routes:
                 self.w.dtmf(call, *check_dtmf(body))
             elif kind == "hangup":
                 asyncio.ensure_future(self.w.end(call, "caller hung up"))
+            elif kind == "ended_ack":
+                call.ended_acked = True
             else:
                 raise ValueError(f"unknown message type {kind!r}")
         except (ValueError, TypeError) as exc:

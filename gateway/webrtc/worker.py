@@ -205,8 +205,10 @@ class WebRtcWorker:
             metrics.CALLS.labels(outcome).inc()
         rtc_metrics.INBOUND_GAPS.inc(call.inbound.gaps)
         if call.pc is not None and call.pc.connectionState == "connected":
-            if call.send({"type": "ended", "reason": call.end_reason}) and not await call.drain_channel():
-                call.log.warning("the page may not learn why the call ended: data channel not drained in 1 s")
+            if call.end_reason == "caller hung up":
+                call.send({"type": "ended", "reason": call.end_reason})  # the page knows: no need to wait
+            elif not await call.tell_page_ended():
+                call.log.warning("the page did not confirm that it learnt why the call ended (2 s)")
         call.track.end()
         if call.reader is not None:
             call.reader.cancel()
