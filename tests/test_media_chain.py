@@ -474,3 +474,28 @@ def test_an_echo_free_line_leaves_aec3_out_and_keeps_the_caller_whole() -> None:
     assert not chain.echo.echo_free and chain.warming_up
     assert chain.aec.near_blocks > blocks_when_free  # AEC3 is back for the echo ...
     assert chain.aec.near_blocks - blocks_when_free < 2 * 100  # ... and had nothing while the line was free
+
+
+def test_on_an_echo_free_line_the_start_gate_follows_the_agent_and_a_soft_caller_starts() -> None:
+    """The start floor on an echo-free line stands for what an echo of the agent could be: it
+    holds while agent audio is within the echo's reach and is gone once the agent has been
+    silent for that long — then a caller well below the agent's level starts speech at once
+    (the echo bound no longer judging those frames: no agent audio can be in them)."""
+    rng = np.random.default_rng(8)
+    chain = InboundChain(MediaConfig(vad="energy"))
+    for i in range(150):  # the agent talks over a line that brings nothing back
+        chain.far(_noise_frame(rng, float(rng.uniform(-40, -18))).tobytes())
+        chain.process(_noise_frame(rng, -70.0).tobytes(), i * 0.02)
+    assert chain.echo.echo_free and not chain.warming_up
+    assert chain.warmup.floor_dbfs > -30.0  # while the agent talks: what its echo could be
+    for i in range(60):  # the agent falls silent
+        chain.far(bytes(640))
+        chain.process(_noise_frame(rng, -70.0).tobytes(), (150 + i) * 0.02)
+    assert not chain.echo.agent_in_reach
+    assert chain.warmup.floor_dbfs < -50.0, "the agent is silent: no floor above the energy gate"
+    edges = []
+    for i in range(10):  # a soft caller, 25 dB below the agent
+        chain.far(bytes(640))
+        _, edge = chain.process(_noise_frame(rng, -45.0).tobytes(), (210 + i) * 0.02)
+        edges.append(edge)
+    assert VadEdge.START in edges[:5], edges

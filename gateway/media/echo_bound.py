@@ -130,16 +130,25 @@ class EchoBound:
         self._sent[:-1] = self._sent[1:]
         self._sent[-1] = self._far[-1].sum()
 
+    @property
+    def agent_in_reach(self) -> bool:
+        """Agent audio was sent within the echo's reach (and the correlation's span): what is
+        heard now could be its echo."""
+        return float(self._sent.max()) * _TO_FULL_SCALE >= FAR_ACTIVE
+
     def near(self, frame: np.ndarray, judge: bool = True) -> bool:
-        """`judge`: decide `unexplained` for this frame (~10 µs more; the warm-up and echo-free
+        """`judge`: decide `unexplained` for this frame (~25 µs more; the warm-up and echo-free
         mode need it — otherwise the gain is learned from every frame, the low quantile
-        skipping the caller)."""
+        skipping the caller). Not judged, a frame also ends any run of echo-like windows."""
         p = band_powers(frame)
         self._heard[:-1] = self._heard[1:]
         self._heard[-1] = p
         self._noise[self._noise_at] = p
         self._noise_at = (self._noise_at + 1) % NOISE_FRAMES
-        self.unexplained = self._judge() if judge else False
+        if judge:
+            self.unexplained = self._judge()
+        else:
+            self.unexplained, self.echo_seen, self._echo_run = False, False, 0
         if self.echo_free and self._echo_run >= ECHO_RETURNS_WINDOWS:
             self._forget()  # an echo appeared: what was learned without it no longer holds
         if not self.unexplained:

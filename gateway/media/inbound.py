@@ -110,7 +110,11 @@ class InboundChain:
         if self.aec is not None:
             try:
                 was_free = self.echo.echo_free
-                self.echo.near(np.frombuffer(pcm, dtype=np.int16), judge=was_free or not self.warmup.done)
+                # An echo-free line is watched for an echo appearing — only while the agent's
+                # audio is within reach; otherwise nothing heard can be its echo (and the start
+                # gate is open: warmup.floor_dbfs).
+                judge = not self.warmup.done or (was_free and self.echo.agent_in_reach)
+                self.echo.near(np.frombuffer(pcm, dtype=np.int16), judge=judge)
                 if was_free != self.echo.echo_free:
                     self._echo_changed(was_free)
                 if self.echo.echo_free and self._skip_echo_free:
