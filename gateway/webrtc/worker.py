@@ -221,14 +221,16 @@ class WebRtcWorker:
         call.log.info("call ended", reason=call.end_reason, was=was.value, **call.summary())
 
     async def _timers(self, now: float) -> None:
+        """Ends run as tasks: one may wait (2 s at most) for its page's ended_ack, and the
+        control loop must not wait with it."""
         for call in list(self.calls.values()):
             if call.phase is Phase.ANSWERED and now - call.answered_at > self.cfg.webrtc.connect_timeout_s:
-                await self.end(call, "ICE/DTLS did not connect in time")
+                asyncio.ensure_future(self.end(call, "ICE/DTLS did not connect in time"))
             elif call.phase is Phase.CONNECTED:
                 if now - call.connected_at > call.entry.max_call_s:
-                    await self.end(call, f"max call length {call.entry.max_call_s:g} s")
+                    asyncio.ensure_future(self.end(call, f"max call length {call.entry.max_call_s:g} s"))
                 elif call.media and call.media.on_hold and now - call.hold_since > call.entry.max_hold_s:
-                    await self.end(call, f"on hold longer than {call.entry.max_hold_s:g} s")
+                    asyncio.ensure_future(self.end(call, f"on hold longer than {call.entry.max_hold_s:g} s"))
 
     def release_slot(self, slot: int) -> None:
         self.link.send_essential(wire.encode_event(slot, SessionEvent(EventKind.HANGUP, time.monotonic())))
