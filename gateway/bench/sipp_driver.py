@@ -333,9 +333,7 @@ def write_turns_ulaw(path: Path, turn_s: float = 3.0, gap_s: float = 4.0, noise_
     constant speech is continuous double talk; this is closer to a conversation."""
     speech = (AUDIO / "long_joe.ulaw").read_bytes()
     turn, gap = int(turn_s * 8000), int(gap_s * 50) * 160
-    rng = np.random.default_rng(11)
-    noise = np.clip(rng.standard_normal(gap) * 32768 * 10 ** (noise_dbfs / 20), -32768, 32767).astype(np.int16)
-    pause = ulaw_encode(noise)
+    pause = ulaw_encode(line_noise(gap, noise_dbfs, seed=11))
     pieces = [speech[i : i + turn] for i in range(0, len(speech), turn) if len(speech) - i >= 8000]
     path.write_bytes(b"".join(piece + pause for piece in pieces))
     return path
@@ -344,13 +342,15 @@ def write_turns_ulaw(path: Path, turn_s: float = 3.0, gap_s: float = 4.0, noise_
 def write_noise_ulaw(path: Path, seconds: float, level_dbfs: float, seed: int = 7) -> Path:
     """Headless µ-law white noise at `level_dbfs` RMS (a caller who says nothing on a noisy
     line); level -120 or below writes digital silence."""
-    n = int(seconds * 50) * 160
-    if level_dbfs <= -120:
-        pcm = np.zeros(n, dtype=np.int16)
-    else:
-        rng = np.random.default_rng(seed)
-        pcm = np.clip(rng.standard_normal(n) * 32768 * 10 ** (level_dbfs / 20), -32768, 32767).astype(np.int16)
-    path.write_bytes(ulaw_encode(pcm))
+    path.write_bytes(ulaw_encode(line_noise(int(seconds * 50) * 160, level_dbfs, seed)))
     return path
+
+
+def line_noise(samples: int, level_dbfs: float, seed: int) -> np.ndarray:
+    """White noise at `level_dbfs` RMS as int16; -120 or below: digital silence."""
+    if level_dbfs <= -120:
+        return np.zeros(samples, dtype=np.int16)
+    rng = np.random.default_rng(seed)
+    return np.clip(rng.standard_normal(samples) * 32768 * 10 ** (level_dbfs / 20), -32768, 32767).astype(np.int16)
 
 

@@ -94,7 +94,7 @@ class EchoBound:
     """Feed every sent frame (`far`) and every heard frame (`near`) in tick order; `unexplained`
     says whether the last `WINDOW` heard frames exceed what any echo of the sent audio could be."""
 
-    __slots__ = ("_far", "_far_log", "_env", "_sent_windows", "_far_log_spans", "_sent", "_heard", "_noise", "_noise_at", "_ratios", "_ratio_at", "_quiet", "_quiet_at", "gains", "unexplained", "echo_free", "echo_seen", "_echo_lag", "_echo_run")
+    __slots__ = ("_far", "_far_log", "_env", "_sent_windows", "_far_log_spans", "_sent", "_heard", "_noise", "_noise_at", "_ratios", "_ratio_at", "_quiet", "_quiet_at", "gains", "unexplained", "echo_free", "echo_seen", "_echo_lag", "_echo_run", "agent_in_reach")
 
     def __init__(self) -> None:
         self._far = np.zeros((_HISTORY, BANDS))  # oldest first; the last row is the newest sent frame
@@ -107,6 +107,7 @@ class EchoBound:
         self._far_log = np.zeros((_HISTORY, BANDS))  # log10(1 + _far), for the correlation
         self._far_log_spans = sliding_window_view(self._far_log, CORR_FRAMES, axis=0)[-(LAGS + 1) :].transpose(0, 2, 1)
         self._sent = np.zeros(_HISTORY)  # the same frames' total power
+        self.agent_in_reach = False
         self._heard = np.zeros((CORR_FRAMES, BANDS))
         self._noise = np.full((NOISE_FRAMES, BANDS), np.inf)
         self._noise_at = 0
@@ -129,12 +130,9 @@ class EchoBound:
         np.max(self._far[-(TAIL + 1) :], axis=0, out=self._env[-1])
         self._sent[:-1] = self._sent[1:]
         self._sent[-1] = self._far[-1].sum()
-
-    @property
-    def agent_in_reach(self) -> bool:
-        """Agent audio was sent within the echo's reach (and the correlation's span): what is
-        heard now could be its echo."""
-        return float(self._sent.max()) * _TO_FULL_SCALE >= FAR_ACTIVE
+        # Agent audio was sent within the echo's reach (and the correlation's span): what is
+        # heard now could be its echo. Read by the chain, the warm-up gate and _line_noise.
+        self.agent_in_reach = float(self._sent.max()) * _TO_FULL_SCALE >= FAR_ACTIVE
 
     def near(self, frame: np.ndarray, judge: bool = True) -> bool:
         """`judge`: decide `unexplained` for this frame (~25 µs more; the warm-up and echo-free
@@ -167,7 +165,7 @@ class EchoBound:
         frame is echo, not noise. The quietest such frame of the last second, scaled up to a
         typical one (x1.3 for white noise, measured; coloured noise has fewer degrees of
         freedom). Nothing learned yet: 0."""
-        if self._sent.max() * _TO_FULL_SCALE < FAR_ACTIVE:
+        if not self.agent_in_reach:
             self._quiet[self._quiet_at] = heard
             self._quiet_at = (self._quiet_at + 1) % NOISE_FRAMES
         quietest = float(self._quiet.min())
