@@ -10,6 +10,8 @@ Opus 6 kbit/s, AMR-NB 4.75 kbit/s) and is scored by pocketsphinx with its defaul
 (free-form: not the receptionist's domain LM) as word error rate against the script, and by
 STOI against the uncoded clip. Printed: the table, the issue's bars as met / NOT met, the
 codec's streaming real-time factor for one stream; plot: artifacts/bench_model.png.
+`--diagnose` adds rows that split the codec's word errors between phases, quantizer and the rest
+(gateway/bench/model_diagnose.py).
 """
 
 from __future__ import annotations
@@ -106,14 +108,14 @@ def summary(scores: list[Score], set_name: str, condition: str) -> tuple[float, 
 def report(scores: list[Score], conditions: list[Condition], codec: Condition, frame_ms: float) -> list[tuple[str, bool]]:
     sets = [s for s in ("agent", "caller") if any(x.set == s for x in scores)]
     label = {"agent": "agent voice (clean)", "caller": "held-out callers (telephone)"}
-    print(f"\n{'condition':<16} {'kbit/s nominal':>14} {'measured':>9}  " +
+    print(f"\n{'condition':<24} {'kbit/s nominal':>14} {'measured':>9}  " +
           "  ".join(f"{label[s] + ' WER %':>36} {'STOI':>5}" for s in sets))
     for c in conditions:
         cells = []
         for s in sets:
             wer, st, n = summary(scores, s, c.name)
             cells.append(f"{wer:>31.1f} (n={n:>2}) {st:>5.3f}")
-        print(f"{c.name:<16} {c.nominal_bps / 1000:>14.2f} {c.measured_bps / 1000:>9.2f}  " + "  ".join(cells))
+        print(f"{c.name:<24} {c.nominal_bps / 1000:>14.2f} {c.measured_bps / 1000:>9.2f}  " + "  ".join(cells))
     print(f"\n{codec.name} streaming round trip, one stream, {torch.get_num_threads()} CPU thread(s), "
           f"{frame_ms:.0f} ms frames: real-time factor {codec.rtf:.3f} ({codec.audio_s:.0f} s of audio)")
     bars: list[tuple[str, bool]] = [(f"bitrate {codec.nominal_bps / 1000:.2f} kbit/s <= {MAX_KBPS} at "
@@ -126,7 +128,7 @@ def report(scores: list[Score], conditions: list[Condition], codec: Condition, f
         bars.append((f"{label[s]}: codec WER {codec_wer:.1f} % within {points:g} points of uncoded {base:.1f} %",
                      codec_wer - base <= points))
         for other in conditions:
-            if other.nominal_bps > 0 and other is not codec:
+            if other.nominal_bps > 0 and other is not codec and not other.diagnostic:
                 o = summary(scores, s, other.name)[0]
                 bars.append((f"{label[s]}: codec WER {codec_wer:.1f} % beats {other.name} {o:.1f} %", codec_wer < o))
     bars.append((f"streaming real time on CPU, one stream (RTF {codec.rtf:.3f} < 1)", codec.rtf < 1.0))
@@ -171,6 +173,10 @@ def from_args(args: argparse.Namespace) -> int:
     model = load_model(str(args.model))
     codec = talkover(model)
     conditions = [uncoded(), codec, opus(6000), amr_nb(4750)]
+    if args.diagnose:
+        from gateway.bench.model_diagnose import magnitude_only, unquantized
+
+        conditions += [magnitude_only(conditions[0]), magnitude_only(codec), unquantized(model)]
     t0 = time.monotonic()
     clips = heldout_clips(args.limit, args.seed)
     scores = measure(clips, conditions)
@@ -210,6 +216,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plot", type=Path, default=ARTIFACTS / "bench_model.png")
     p.add_argument("--part", choices=("all", "codec", "lm", "prosody"), default="all",
                    help="codec round trip, unit LM, prosody controls + 10-minute speaker consistency, or all")
+    p.add_argument("--diagnose", action="store_true",
+                   help="codec part: add rows that split its word errors (phases rebuilt from magnitudes; no RVQ)")
     p.add_argument("--prosody-sentences", type=int, default=12, help="held-out sentences for the prosody controls")
     p.add_argument("--lm-model", default=str(SHIPPED_AGENT), help="checkpoint with the trained unit LM + frontend.json")
     p.add_argument("--lm-sentences", type=int, default=50, help="held-out domain sentences the unit LM speaks")

@@ -32,6 +32,7 @@ class Condition:
     audio_s: float = 0.0
     bits: int = 0
     notes: list[str] = field(default_factory=list)
+    diagnostic: bool = False  # a row that explains (bench model --diagnose), never a bar
 
     def apply(self, pcm: np.ndarray) -> np.ndarray:
         t0 = time.perf_counter()
