@@ -160,6 +160,8 @@ class MediaConfig:
     vad_stop_probability: float = 0.35  # ... and keeps it voiced once in speech (hysteresis)
     vad_start_ms: int = 20  # voiced this long → speech-start (the tick that pauses agent playout)
     vad_stop_ms: int = 500  # unvoiced this long → speech-stop
+    vad_batch: bool = True  # SIP workers: one Silero inference per 20 ms tick for all their calls (same
+    #   decisions, same tick; gateway/media/vad_batch.py) instead of one per call
     playout_max_ms: int = 2000  # agent audio the playout queue may hold ahead
     stage_timing_sample: int = 10  # every Nth frame's per-stage time goes to the /metrics histogram
 

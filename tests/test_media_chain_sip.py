@@ -54,6 +54,9 @@ def test_agent_echo_starts_no_speech_but_the_caller_is_heard_and_barges_in(gatew
     assert call["barge_in_pauses"] == 1 and call["speech_starts"] == 3
     assert gw.metric("talkover_media_stage_frames_total", 'stage="aec"') > 0
     assert 0 < call["dsp_us"]["inbound"] < 5000, call["dsp_us"]  # µs per 20 ms frame on the clock thread
+    # Silero ran in the worker's per-tick batch, always at the end of the tick that brought the frame
+    batch = gw.health()[1]["workers"][0]["vad_batch"]
+    assert batch["runs"] > 100 and batch["late_runs"] == 0, batch
 
 
 @pytest.mark.parametrize("media", [{"aec": False, "noise": "off"}])

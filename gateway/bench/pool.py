@@ -95,7 +95,7 @@ def measure_workers(w: int, plan: PoolPlan, prev: PoolRun | None, tmp: Path) -> 
     work = tmp / f"w{w}"
     (work / "server").mkdir(parents=True)
     entry = {"agent": "echo", "greeting": "chime", "interruptible": False}
-    server = PoolServer(work / "server", w, entry)
+    server = PoolServer(work / "server", w, entry, vad_batch=plan.vad_batch)
     try:
         server.start()
         wait_until(server.workers_up, 30 + 2 * w, f"all {w} workers up")
@@ -195,6 +195,8 @@ def from_args(args: Any) -> int:
     for name in ("hold_s", "rate_s", "call_s", "underrun_budget", "workdir", "caller"):
         if getattr(args, name) is not None:
             setattr(plan, name, getattr(args, name))
+    if args.vad_batch is not None:
+        plan.vad_batch = args.vad_batch == "on"
     return run(plan)
 
 
@@ -212,4 +214,7 @@ def add_arguments(p: Any) -> None:
     p.add_argument("--caller", choices=("loop", "turns"),
                    help="caller audio: loop = looping speech, the agent's replies over it (default); turns = "
                         "3 s of speech then 4 s of line noise, the replies in the pauses")
+    p.add_argument("--vad-batch", choices=("on", "off"),
+                   help="the servers' [media] vad_batch: Silero once per tick for all of a worker's calls (on, the "
+                        "default) or once per call (off)")
     p.add_argument("--quick", action="store_true", help="tiny steps for tests (1 and 2 workers, seconds)")

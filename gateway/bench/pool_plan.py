@@ -24,6 +24,7 @@ class PoolPlan:
     workdir: str = ""  # keep every server log and SIPp trace here ("" = a temp dir, removed)
     quick: bool = False
     caller: str = "loop"  # "loop": looping speech (continuous double talk); "turns": speech, then pauses
+    vad_batch: bool = True  # [media] vad_batch of the servers: one Silero run per tick per worker, or per call
     rtp_file: str = ""  # set by the bench: what SIPp streams
 
     @classmethod

@@ -16,8 +16,9 @@ from gateway.supervisor.kamailio_rpc import KamailioError, KamailioRpc
 class PoolServer(BenchServer):
     """`talkover serve` with W SIP workers (and Kamailio in front when W > 1), no WebRTC worker."""
 
-    def __init__(self, work: Path, workers: int, entry: dict[str, Any]) -> None:
+    def __init__(self, work: Path, workers: int, entry: dict[str, Any], vad_batch: bool = True) -> None:
         self.workers = workers
+        self.vad_batch = vad_batch
         self.rtp_range = max(400, 16 * workers)
         super().__init__(work, CALLS_PER_WORKER * workers, entry)
 
@@ -27,6 +28,7 @@ class PoolServer(BenchServer):
             "sip": {"port": self.sip_port, "rtp_port": self.rtp_port, "rtp_port_range": self.rtp_range},
             "sip.flood": {"allow": self.flood_allow},
             "http": {"port": self.http_port},
+            "media": {"vad_batch": self.vad_batch},
             "engine": {"socket": str(self.work / "engine.sock"), "slots": calls + 4},
             "webrtc": {"enabled": False},
             "supervisor": {"workers": self.workers, "worker_port": free_port_run(self.workers), "drain_s": 5.0,

@@ -1,6 +1,7 @@
 """One call's media chain, the same for SIP and WebRTC (16 kHz, 20 ms frames):
 
     caller frame → AEC → noise suppression → speech detector → engine (the cleaned frame)
+                                               (Silero batched over a worker's calls per tick)
     engine frames → playout queue → sender, and that same frame → the AEC's reference
 
 `inbound` and `outbound` run on the media clock thread (pjsua2's conference bridge) once per
@@ -32,10 +33,12 @@ from engine.session import (
 from gateway.config import MediaConfig
 from gateway.dialplan import DialplanEntry
 from gateway.media.clock import TickGaps
+from gateway.media.detector import SpeechDetector
 from gateway.media.inbound import InboundChain
 from gateway.media.playout import PlayoutPosition, PlayoutQueue
 from gateway.media.timing import OUTBOUND, stage_clock
 from gateway.media.vad import VadEdge
+from gateway.media.vad_batch import SileroBatch
 
 log = get_logger(component="media")
 
@@ -51,12 +54,20 @@ class SessionLink(Protocol):
 
 class CallMedia:
     def __init__(
-        self, slot: int, link: SessionLink, cfg: MediaConfig, entry: DialplanEntry, call_id: str = ""
+        self, slot: int, link: SessionLink, cfg: MediaConfig, entry: DialplanEntry, call_id: str = "",
+        vad_batch: SileroBatch | None = None,
     ) -> None:
+        """`vad_batch`: the worker's per-tick Silero batch (gateway/media/vad_batch.py), or None to
+        run this call's detector frame by frame."""
         self.slot = slot
         self._link = link
         self.interruptible = entry.interruptible
         self.dsp = InboundChain(cfg, entry.vad_threshold_dbfs, call_id)
+        self._batch = vad_batch
+        if vad_batch is not None and isinstance(self.dsp.detector, SpeechDetector):
+            vad_batch.attach(self.dsp.detector.silero)
+        self._waiting = False
+        self._clean, self._t = b"", 0.0
         self.vad = self.dsp.detector
         self.playout = PlayoutQueue(cfg.playout_max_ms)
         self.started = False  # the call is confirmed: frames flow to the engine
@@ -74,15 +85,32 @@ class CallMedia:
             return
         t = time.monotonic()
         self.frames_in += 1
-        clean, edge = self.dsp.process(pcm, t)
+        if self._waiting and self._batch is not None:  # the tick's end never came: run the batch now
+            self._batch.end_tick(late=True)
+        self._clean, self._t = self.dsp.begin(pcm, t), t
+        if self.dsp.waits_for_batch and self._batch is not None:
+            self._waiting = True
+            self._batch.waiting.append(self)
+        else:
+            self.finish_inbound()
+
+    def want_peek(self) -> None:  # SileroBatch.end_tick, between the chunks and the peeks
+        self.dsp.want_peek()
+
+    def finish_inbound(self, batch_share_ns: int = 0) -> None:
+        """The frame's second half: its speech edge (barge-in pause), then the frame to the engine."""
+        self._waiting = False
+        edge, t = self.dsp.finish(batch_share_ns), self._t
         self.vad = self.dsp.detector  # replaced if the detector failed
+        if self.on_hold or self.closed:  # held or hung up while the frame waited for its batch
+            return
         if edge is VadEdge.START:
             self.speech_starts += 1
             if self.interruptible and self.playout.speaking and self.playout.interruptible and not self.playout.paused:
                 self.barge_in_pauses += 1
                 self._report(PlayoutState.PAUSED, self.playout.pause(), t)
             self._event(EventKind.SPEECH_START, t)
-        self._link.send(wire.encode_frame(self.slot, t, clean))
+        self._link.send(wire.encode_frame(self.slot, t, self._clean))
         if edge is VadEdge.STOP:
             self._event(EventKind.SPEECH_STOP, t)
 

@@ -42,6 +42,8 @@ class SpeechDetector:
         self.in_speech = False
         self.level_dbfs = -120.0
         self.onset_t = 0.0
+        self._t = 0.0
+        self._gate = settings.threshold_dbfs
 
     @property
     def probability(self) -> float:
@@ -49,14 +51,31 @@ class SpeechDetector:
 
     def update(self, frame: np.ndarray, t: float = 0.0, start_floor_dbfs: float = -120.0) -> VadEdge | None:
         """`start_floor_dbfs`: a higher gate for starting speech (the echo canceller's warm-up)."""
+        self.hear(frame, t, start_floor_dbfs)
+        return self.decide(self.silero.peek() if self.needs_peek() else None)
+
+    # The same in steps, for a batch (gateway/media/vad_batch.py): hear → the batch runs the
+    # chunks → needs_peek → the batch runs the peeks → decide.
+    def hear(self, frame: np.ndarray, t: float, start_floor_dbfs: float = -120.0) -> None:
         self.level_dbfs = frame_dbfs(frame)
-        self.silero.push(frame)
+        self._t = t
         s = self.settings
-        needed = s.stop_probability if self.in_speech else s.start_probability
-        gate = s.threshold_dbfs if self.in_speech else max(s.threshold_dbfs, start_floor_dbfs)
-        voiced = self.level_dbfs >= gate and self.silero.probability >= needed
-        if not voiced and not self.in_speech and self.level_dbfs >= gate:
-            voiced = self.silero.peek() >= needed  # an onset need not wait for the next chunk
+        self._gate = s.threshold_dbfs if self.in_speech else max(s.threshold_dbfs, start_floor_dbfs)
+        self.silero.push(frame)
+
+    def _needed(self) -> float:
+        return self.settings.stop_probability if self.in_speech else self.settings.start_probability
+
+    def needs_peek(self) -> bool:
+        """A loud frame not yet voiced: an onset need not wait for the next chunk boundary."""
+        return (not self.in_speech and self.level_dbfs >= self._gate and self.silero.probability < self._needed()
+                and self.silero.peek_window() is not None)
+
+    def decide(self, peeked: float | None) -> VadEdge | None:
+        needed = self._needed()
+        voiced = self.level_dbfs >= self._gate and self.silero.probability >= needed
+        if not voiced and peeked is not None:
+            voiced = peeked >= needed
         if voiced == self.in_speech:
             self._run = 0
             return None
@@ -65,7 +84,7 @@ class SpeechDetector:
             self.in_speech, self._run = False, 0
             return VadEdge.STOP
         if not self.in_speech and self._run >= self._start_frames:
-            self.in_speech, self._run, self.onset_t = True, 0, t
+            self.in_speech, self._run, self.onset_t = True, 0, self._t
             return VadEdge.START
         return None
 

@@ -73,6 +73,9 @@ class InboundChain:
         else:
             self.detector = EnergyVad(settings.threshold_dbfs, settings.start_ms, settings.stop_ms)
         self.times = timing.StageTimes(cfg.stage_timing_sample)
+        self._pending = False  # a frame's detector waits for its batch
+        self._edge: VadEdge | None = None
+        self._t0 = self._t_vad = self._vad_ns = 0  # stage_clock ns
         self.failures: list[str] = []
         self.warmup = AecWarmup(
             cfg.aec_warmup_erle_db,
@@ -81,6 +84,10 @@ class InboundChain:
             self.echo,
             enabled=self.aec is not None,
         )
+
+    @property
+    def waits_for_batch(self) -> bool:
+        return self._pending
 
     @property
     def warming_up(self) -> bool:
@@ -104,7 +111,8 @@ class InboundChain:
             self._disable("aec", exc)
         self.times.add(timing.AEC_FAR, _clock() - t0)
 
-    def process(self, pcm: bytes, t: float) -> tuple[bytes, VadEdge | None]:
+    def begin(self, pcm: bytes, t: float) -> bytes:
+        """AEC → noise suppression → the speech detector's first half; `finish()` gives the edge."""
         t0 = _clock()
         out = pcm
         if self.aec is not None:
@@ -136,18 +144,67 @@ class InboundChain:
             self.times.add(timing.NS, t2 - t1)
         else:
             t2 = t1
-        edge = None
         if not self.warmup.done:
             self.warmup.near(np.frombuffer(pcm, dtype=np.int16), np.frombuffer(out, dtype=np.int16), self.detector.in_speech)
+        self._t0, self._t_vad = t0, t2
+        self._pending = self._hear(np.frombuffer(out, dtype=np.int16), t)
+        return out
+
+    def _hear(self, frame: np.ndarray, t: float) -> bool:
+        """True: the speech detector waits for its batch (finish() after SileroBatch.end_tick)."""
         floor = self.warmup.floor_dbfs
+        if isinstance(self.detector, SpeechDetector) and self.detector.silero.batch is not None:
+            try:
+                self.detector.hear(frame, t, floor)
+                self._vad_ns = _clock() - self._t_vad
+                return True
+            except Exception as exc:  # noqa: BLE001
+                self._disable("vad", exc)
         try:
-            edge = self.detector.update(np.frombuffer(out, dtype=np.int16), t, floor)
+            self._edge = self.detector.update(frame, t, floor)
         except Exception as exc:  # noqa: BLE001
             self._disable("vad", exc)
-        t3 = _clock()
-        self.times.add(timing.VAD, t3 - t2)
-        self.times.add(timing.INBOUND, t3 - t0)
-        return out, edge
+            self._edge = None
+        self._vad_ns = _clock() - self._t_vad
+        return False
+
+    def want_peek(self) -> None:
+        """Between the batch's chunks and its peeks: queue this frame's peek if it needs one."""
+        det = self.detector
+        if self._pending and isinstance(det, SpeechDetector) and det.silero.batch is not None and det.needs_peek():
+            window = det.silero.peek_window()
+            if window is not None:
+                det.silero.batch.add_peek(det.silero, window)
+
+    def finish(self, batch_share_ns: int = 0) -> VadEdge | None:
+        """The frame's speech edge, once its batch (if any) has run; stage times recorded."""
+        t0 = _clock()
+        if self._pending:
+            self._pending = False
+            det = self.detector
+            batch = det.silero.batch if isinstance(det, SpeechDetector) else None
+            try:
+                if batch is not None and batch.failure is not None:
+                    raise batch.failure
+                self._edge = det.decide(batch.peeked.get(id(det.silero)) if batch is not None else None)  # type: ignore[union-attr]
+            except Exception as exc:  # noqa: BLE001
+                self._disable("vad", exc)
+                self._edge = None
+            self._vad_ns += _clock() - t0 + batch_share_ns
+        self.times.add(timing.VAD, self._vad_ns)
+        self.times.add(timing.INBOUND, self._t_vad - self._t0 + self._vad_ns)
+        edge, self._edge = self._edge, None
+        return edge
+
+    def process(self, pcm: bytes, t: float) -> tuple[bytes, VadEdge | None]:
+        """The whole chain for one frame (a batched detector's batch runs for this frame alone)."""
+        out = self.begin(pcm, t)
+        if self._pending:
+            batch = self.detector.silero.batch  # type: ignore[union-attr]
+            batch.run_chunks()
+            self.want_peek()
+            batch.run_peeks()
+        return out, self.finish()
 
     def _without_echo(self) -> EchoCanceller:
         if self.without_echo is None:

@@ -33,7 +33,8 @@ from gateway.config import Config
 from gateway.dialplan import Dialplan, load_dialplan
 from gateway.engine_link import EngineLink
 from gateway.media.chain import CallMedia, warm_media_chain
-from gateway.media.port import FramePort
+from gateway.media.port import FramePort, TickEndPort
+from gateway.media.vad_batch import SileroBatch
 from gateway.sip.account import GatewayAccount, create_accounts
 from gateway.sip.call import CallLeg, Phase, SipCall
 from gateway.sip.endpoint import SipEndpoint, pjsua_max_calls
@@ -63,6 +64,8 @@ class Worker:
         self.by_key: dict[int, CallLeg] = {}
         self.by_slot: dict[int, CallLeg] = {}
         self.free_ports: list[FramePort] = []
+        self._tick_end: TickEndPort | None = None
+        self.vad_batch: SileroBatch | None = None
         self.accounts: list[GatewayAccount] = []
         self.flood = FloodGuard(cfg.sip.flood)
         self._keys = itertools.count(1)
@@ -82,6 +85,7 @@ class Worker:
         # libDestroy() aborts the process in pjmedia_conf_remove_port.
         ports = [self._new_port(i) for i in range(self.max_calls)]
         self.free_ports = list(ports)
+        self._start_vad_batch(ports)
         self.accounts = create_accounts(self.cfg.sip, self._on_incoming)
         self.link.start()
         # Everything made so far lives as long as the process: freezing it keeps the
@@ -100,6 +104,18 @@ class Worker:
         port = FramePort(f"{self.name}-slot{index}")
         port.create()
         return port
+
+    def _start_vad_batch(self, ports: list[FramePort]) -> None:
+        if not (self.cfg.media.vad_batch and self.cfg.media.vad == "silero"):
+            return
+        tick_end = TickEndPort(f"{self.name}-tick-end", SileroBatch())
+        tick_end.create()
+        self._tick_end = tick_end
+        if tick_end.last_of(ports):
+            self.vad_batch = tick_end.batch
+        else:  # not called last in a tick: the batch would run a tick late, so none
+            tick_end.batch = None
+            log.warning("the tick-end port is not the bridge's last slot: VAD runs per call")
 
     def drain(self) -> None:
         if not self.draining_since:
@@ -156,6 +172,9 @@ class Worker:
         self.accounts.clear()
         self.free_ports.clear()
         ports.clear()
+        if self._tick_end is not None:
+            self._tick_end.batch = None
+        self._tick_end = self.vad_batch = None
         gc.collect()
         self.sip.destroy()
         log.info("worker stopped", name=self.name)
@@ -239,7 +258,7 @@ class Worker:
         if now - leg.offered_at < leg.entry.ring_ms / 1000:
             return
         port = self.free_ports.pop()
-        leg.media = CallMedia(leg.slot, self.link, self.cfg.media, leg.entry, leg.call_id)
+        leg.media = CallMedia(leg.slot, self.link, self.cfg.media, leg.entry, leg.call_id, self.vad_batch)
         leg.port, port.media = port, leg.media
         self.by_slot[leg.slot] = leg
         leg.phase, leg.answered_at = Phase.ANSWERED, now
@@ -364,6 +383,10 @@ class Worker:
         except pj.Error as exc:
             leg.log.warning("hangup failed", error=exc.info())
 
+    def _vad_batch_status(self) -> dict[str, int] | None:
+        b = self.vad_batch
+        return None if b is None else {"runs": b.runs, "rows": b.rows, "late_runs": b.late_runs}
+
     def _report_status(self) -> None:
         for leg in list(self.legs.values()):
             if leg.phase in (Phase.ANSWERED, Phase.CONFIRMED):
@@ -381,6 +404,7 @@ class Worker:
             "max_calls": self.max_calls,
             "free_ports": len(self.free_ports),
             "threads": threading.active_count(),
+            "vad_batch": self._vad_batch_status(),
             "calls": [leg.summary() for leg in list(self.legs.values())],
         }
         if not self._status.send(status):

@@ -154,7 +154,8 @@ class Supervisor:
                 ok = ok and up
             workers.append({"name": w.name, "up": up, "pid": st.get("pid"), "restarts": w.restarts,
                             "calls": len(st.get("calls", [])), "max_calls": st.get("max_calls"),
-                            "free_ports": st.get("free_ports"), "threads": st.get("threads")})
+                            "free_ports": st.get("free_ports"), "threads": st.get("threads"),
+                            "vad_batch": st.get("vad_batch")})
         ok = ok and sip_up > 0
         detail: dict[str, Any] = {"engine": {"up": self.engine.alive, "restarts": self.engine.restarts}, "workers": workers}
         if self.kamailio is not None:
