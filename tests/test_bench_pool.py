@@ -30,6 +30,15 @@ def test_bad_arguments_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
     assert "comma-separated" in capsys.readouterr().err
     assert pool.run(PoolPlan(caller="shouting")) == 2
     assert "--caller" in capsys.readouterr().err
+    assert cli.main(["bench", "pool", "--set", "media.vad_batch"]) == 2
+    assert "TABLE.KEY=VALUE" in capsys.readouterr().err
+    assert cli.main(["bench", "pool", "--set", "sip.max_calls=four"]) == 2
+    assert "not TOML" in capsys.readouterr().err
+
+
+def test_config_overrides_become_tables_of_the_servers_config() -> None:
+    assert pool.config_overrides(["media.vad_batch=false", "sip.max_calls=4", "sip.jitter.init_ms=40"]) == {
+        "media": {"vad_batch": False}, "sip": {"max_calls": 4}, "sip.jitter": {"init_ms": 40}}
 
 
 def test_a_turn_taking_caller_speaks_then_leaves_a_quiet_pause(tmp_path: Path) -> None:
@@ -73,6 +82,7 @@ def test_quick_pool(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     need("sipp")
     need("kamailio")
     plan = PoolPlan.quick_plan()
+    plan.settings = {"sip": {"pjsip_log_level": 1}}  # a --set override reaches the servers' config
     png = tmp_path / "pool.png"
     results: list[PoolResult] = []
     code = pool.run(plan, plot_path=png, results=results)
@@ -80,6 +90,7 @@ def test_quick_pool(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0, out.err[-4000:]
     (res,) = results
     assert [r.workers for r in res.runs] == [1, 2], out.err[-3000:]
+    assert "sip.pjsip_log_level = 1" in out.out
     one, two = res.runs
     for r in res.runs:
         assert r.server_rc == 0 and not r.error
@@ -173,3 +184,14 @@ def test_limit_is_the_machine_when_a_step_failed_before_a_step_down_passed() -> 
     assert pool_report.limit(PoolRun(12, hold=[ok])) == "steps"
     unread = PoolStep(12, "hold", 32, sipp_rc=0, ok=32, ended=32, both_ways=32, unreadable=["SIPp stat.csv"])
     assert pool_report.limit(PoolRun(12, hold=[ok, unread])) == "unreadable"  # no verdict on the machine
+
+
+def test_set_overrides_reach_the_measured_servers_config(tmp_path: Path) -> None:
+    from gateway.bench.pool_server import PoolServer
+    from gateway.config import load_config
+
+    settings = pool.config_overrides(["sip.pjsip_log_level=1", "media.vad_batch=false"])
+    server = PoolServer(tmp_path, 2, {"agent": "echo"}, settings)
+    cfg = load_config(server.config_path)
+    assert cfg.sip.pjsip_log_level == 1 and cfg.media.vad_batch is False
+    assert cfg.supervisor.workers == 2 and cfg.sip.port == server.sip_port  # the bench's own keys kept

@@ -95,7 +95,7 @@ def measure_workers(w: int, plan: PoolPlan, prev: PoolRun | None, tmp: Path) -> 
     work = tmp / f"w{w}"
     (work / "server").mkdir(parents=True)
     entry = {"agent": "echo", "greeting": "chime", "interruptible": False}
-    server = PoolServer(work / "server", w, entry, vad_batch=plan.vad_batch)
+    server = PoolServer(work / "server", w, entry, plan.settings)
     try:
         server.start()
         wait_until(server.workers_up, 30 + 2 * w, f"all {w} workers up")
@@ -178,6 +178,24 @@ def _stop(*_: Any) -> None:
     raise SystemExit(143)
 
 
+def config_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
+    """["media.vad_batch=false", ...] → {"media": {"vad_batch": False}}; the config loader checks them."""
+    import tomllib
+
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        table, dot, name = key.strip().rpartition(".")
+        if not sep or not dot or not table or not name:
+            raise ValueError(f"{item!r} is not TABLE.KEY=VALUE")
+        try:
+            parsed = tomllib.loads(f"v = {value.strip()}")["v"]
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"{item!r}: the value is not TOML ({exc})") from None
+        out.setdefault(table, {})[name] = parsed
+    return out
+
+
 def _numbers(text: str, kind: type) -> list[Any]:
     return [kind(x) for x in text.split(",") if x.strip()]
 
@@ -195,8 +213,11 @@ def from_args(args: Any) -> int:
     for name in ("hold_s", "rate_s", "call_s", "underrun_budget", "workdir", "caller"):
         if getattr(args, name) is not None:
             setattr(plan, name, getattr(args, name))
-    if args.vad_batch is not None:
-        plan.vad_batch = args.vad_batch == "on"
+    try:
+        plan.settings = config_overrides(args.set or [])
+    except ValueError as exc:
+        print(f"talkover: --set: {exc}", file=sys.stderr)
+        return 2
     return run(plan)
 
 
@@ -214,7 +235,7 @@ def add_arguments(p: Any) -> None:
     p.add_argument("--caller", choices=("loop", "turns"),
                    help="caller audio: loop = looping speech, the agent's replies over it (default); turns = "
                         "3 s of speech then 4 s of line noise, the replies in the pauses")
-    p.add_argument("--vad-batch", choices=("on", "off"),
-                   help="the servers' [media] vad_batch: Silero once per tick for all of a worker's calls (on, the "
-                        "default) or once per call (off)")
+    p.add_argument("--set", action="append", metavar="TABLE.KEY=VALUE",
+                   help="a config setting of the measured servers, VALUE in TOML (e.g. media.vad_batch=false, "
+                        "sip.jitter.init_ms=40); repeatable; printed with the results")
     p.add_argument("--quick", action="store_true", help="tiny steps for tests (1 and 2 workers, seconds)")

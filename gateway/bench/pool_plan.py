@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from gateway.bench.pool_meter import Usage
 
@@ -24,7 +25,7 @@ class PoolPlan:
     workdir: str = ""  # keep every server log and SIPp trace here ("" = a temp dir, removed)
     quick: bool = False
     caller: str = "loop"  # "loop": looping speech (continuous double talk); "turns": speech, then pauses
-    vad_batch: bool = True  # [media] vad_batch of the servers: one Silero run per tick per worker, or per call
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)  # the servers' config overrides (--set)
     rtp_file: str = ""  # set by the bench: what SIPp streams
 
     @classmethod

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from gateway.bench import plotting
 from gateway.bench.barge_figures import percentile
+from gateway.bench.server import toml_value
 
 if TYPE_CHECKING:
     from gateway.bench.pool_meter import Usage
@@ -73,8 +74,8 @@ _CALLERS = {"loop": "looping speech, replies over it", "turns": "3 s turns, repl
 def summary(res: PoolResult) -> list[str]:
     p = res.plan
     out = [f"talkover bench pool: the whole machine ({os.cpu_count()} CPUs), SIP workers behind Kamailio, "
-           f"echo agent, full media chain, G.711 both ways, callers: {_CALLERS[p.caller]}, "
-           f"Silero {'batched per worker tick' if p.vad_batch else 'per call'}", ""]  # fmt: skip
+           f"echo agent, full media chain, G.711 both ways, callers: {_CALLERS[p.caller]}"
+           + "".join(f", {t}.{k} = {toml_value(v)}" for t, kv in p.settings.items() for k, v in kv.items()), ""]  # fmt: skip
     head = ["workers", "front door", f"held {p.hold_s:g} s", "vs 1 worker", f"calls/s ({p.call_s:g} s calls)",
             "vs 1 worker", "limit", "CPU %/call", "MB/call", "idle CPU %", "idle MB", "first call ms p50/max"]  # fmt: skip
     rows = []

@@ -16,9 +16,10 @@ from gateway.supervisor.kamailio_rpc import KamailioError, KamailioRpc
 class PoolServer(BenchServer):
     """`talkover serve` with W SIP workers (and Kamailio in front when W > 1), no WebRTC worker."""
 
-    def __init__(self, work: Path, workers: int, entry: dict[str, Any], vad_batch: bool = True) -> None:
+    def __init__(self, work: Path, workers: int, entry: dict[str, Any],
+                 settings: dict[str, dict[str, Any]] | None = None) -> None:
         self.workers = workers
-        self.vad_batch = vad_batch
+        self.settings = settings or {}
         self.rtp_range = max(400, 16 * workers)
         super().__init__(work, CALLS_PER_WORKER * workers, entry)
 
@@ -28,7 +29,6 @@ class PoolServer(BenchServer):
             "sip": {"port": self.sip_port, "rtp_port": self.rtp_port, "rtp_port_range": self.rtp_range},
             "sip.flood": {"allow": self.flood_allow},
             "http": {"port": self.http_port},
-            "media": {"vad_batch": self.vad_batch},
             "engine": {"socket": str(self.work / "engine.sock"), "slots": calls + 4},
             "webrtc": {"enabled": False},
             "supervisor": {"workers": self.workers, "worker_port": free_port_run(self.workers), "drain_s": 5.0,
@@ -37,6 +37,8 @@ class PoolServer(BenchServer):
             "kamailio": {"ping_interval_s": 1, "children": 1},
             "log": {"format": "json", "level": "info"},
         }  # fmt: skip
+        for table, values in self.settings.items():
+            tables[table] = {**tables.get(table, {}), **values}
         self.write_files(tables, self.entry)
 
     @property
