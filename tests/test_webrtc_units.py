@@ -98,3 +98,44 @@ def test_signal_request_round_trip_and_garbage() -> None:
     assert SignalRequest.decode(req.encode()) == req
     with pytest.raises(ValueError):
         SignalRequest.decode(b"[1, 2]")
+
+
+async def test_a_call_ended_before_its_data_channel_opened_still_tells_the_page() -> None:
+    """Two real aiortc peers on loopback; the gateway side ends the call before the page's channel is open."""
+    import asyncio
+
+    from aiortc import RTCConfiguration, RTCPeerConnection
+
+    from gateway.dialplan import DialplanEntry
+    from gateway.webrtc.call import WebRtcCall
+    from gateway.webrtc.client import loopback_only
+
+    loopback_only()
+    server, page = RTCPeerConnection(RTCConfiguration(iceServers=[])), RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    call = WebRtcCall("webrtc-test", DialplanEntry(name="t"), "web:127.0.0.1", pc=server, end_reason="engine lost")
+    heard: list[dict[str, str]] = []
+    page_channel = page.createDataChannel("control")
+
+    @page_channel.on("message")
+    def page_hears(message: str) -> None:
+        heard.append(json.loads(message))
+        page_channel.send(json.dumps({"type": "ended_ack"}))
+
+    @server.on("datachannel")
+    def gateway_gets(channel: object) -> None:
+        call.channel = channel  # type: ignore[assignment]
+        channel.on("message", lambda m: setattr(call, "ended_acked", json.loads(m)["type"] == "ended_ack"))  # type: ignore[attr-defined]
+
+    try:
+        await page.setLocalDescription(await page.createOffer())
+        await server.setRemoteDescription(page.localDescription)
+        await server.setLocalDescription(await server.createAnswer())
+        telling = asyncio.ensure_future(call.tell_page_ended(timeout=8.0))
+        await asyncio.sleep(0)
+        assert call.channel is None and not telling.done()  # the call has ended; the page's channel is not up yet
+        await page.setRemoteDescription(server.localDescription)
+        assert await asyncio.wait_for(telling, 10) is True
+        assert heard == [{"type": "ended", "reason": "engine lost"}] and call.ended_acked
+    finally:
+        await page.close()
+        await server.close()

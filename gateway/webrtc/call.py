@@ -98,18 +98,35 @@ class WebRtcCall:
     async def tell_page_ended(self, timeout: float = 2.0) -> bool:
         """Send "ended" with the reason and wait (bounded) for the page's "ended_ack", or for
         the page to have gone (channel or connection no longer open). True if the page
-        confirmed or left; False if it said nothing in `timeout` (a client without the ack)."""
+        confirmed or left; False if it said nothing in `timeout` (a client without the ack).
+        A call can end before the page's data channel is open (the engine lost in its first
+        moments): the message then waits for the channel, within the same `timeout`."""
+        deadline = time.monotonic() + timeout
+        while not self._channel_open():
+            if self._page_gone():
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.01)  # aiortc has no awaitable for a channel's opening either
         if not self.send({"type": "ended", "reason": self.end_reason}):
             return False
-        deadline = time.monotonic() + timeout
         while not self.ended_acked:
-            ch, pc = self.channel, self.pc
-            if ch is None or ch.readyState != "open" or pc is None or pc.connectionState != "connected":
+            if not self._channel_open() or self._page_gone():
                 return True
             if time.monotonic() >= deadline:
                 return False
             await asyncio.sleep(0.01)  # the ack arrives on this loop; aiortc has no awaitable for it
         return True
+
+    def _channel_open(self) -> bool:
+        return self.channel is not None and self.channel.readyState == "open"
+
+    def _page_gone(self) -> bool:
+        """The peer connection closed or failed, or the page's channel closed."""
+        pc, ch = self.pc, self.channel
+        if pc is None or pc.connectionState not in ("new", "connecting", "connected"):
+            return True
+        return ch is not None and ch.readyState in ("closing", "closed")
 
     # -- caller audio ------------------------------------------------------------------------
     def read_track(self, track: MediaStreamTrack) -> None:
