@@ -71,8 +71,14 @@ class CodecTrainModule(nn.Module):
 
     @torch.no_grad()
     def recover_projection(self) -> None:
-        """The projection back from baked embeddings (a checkpoint saved without its train state):
-        the least-squares solution of codebooks @ P.T = embeddings, exact for full-rank books."""
-        books = self.model.rvq.codebooks.flatten(0, 1)
-        embs = torch.cat([emb.weight for emb in self.model.vocoder.emb])
-        self.projection.weight.copy_(torch.linalg.lstsq(books, embs).solution.t())
+        """The projection back from baked embeddings (a checkpoint saved without its train state)."""
+        self.projection.weight.copy_(projection_from_embeddings(self.model).t())
+
+
+@torch.no_grad()
+def projection_from_embeddings(model: SpeechModel) -> Tensor:
+    """[latent, dim]: the least-squares solution of codebooks @ P = the vocoder's code embeddings,
+    exact for full-rank books (bake() wrote the embeddings as codebooks @ projection.T)."""
+    books = model.rvq.codebooks.flatten(0, 1)
+    embs = torch.cat([emb.weight for emb in model.vocoder.emb])
+    return torch.linalg.lstsq(books, embs).solution

@@ -16,6 +16,7 @@ import torch
 
 from engine.model.layers import StateCursor
 from engine.model.model import SpeechModel
+from engine.train.codec_model import projection_from_embeddings
 from gateway.bench.model_codecs import Coded, Condition
 
 N_FFT, HOP, GL_ITERATIONS = 640, 160, 64  # the vocoder's own window and hop
@@ -59,9 +60,7 @@ def magnitude_only(inner: Condition) -> Condition:
 
 def unquantized(model: SpeechModel) -> Condition:
     """The codec without its RVQ: latents → least-squares projection → vocoder (offline)."""
-    books = model.rvq.codebooks.detach().flatten(0, 1)
-    embeddings = torch.cat([emb.weight.detach() for emb in model.vocoder.emb])
-    projection = torch.linalg.lstsq(books, embeddings).solution  # [latent, dim]
+    projection = projection_from_embeddings(model)  # [latent, dim]
 
     @torch.no_grad()
     def run(pcm: np.ndarray) -> Coded:

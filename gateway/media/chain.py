@@ -66,7 +66,6 @@ class CallMedia:
         self._batch = vad_batch
         if vad_batch is not None and isinstance(self.dsp.detector, SpeechDetector):
             vad_batch.attach(self.dsp.detector.silero)
-        self._waiting = False
         self._clean, self._t = b"", 0.0
         self.vad = self.dsp.detector
         self.playout = PlayoutQueue(cfg.playout_max_ms)
@@ -85,11 +84,10 @@ class CallMedia:
             return
         t = time.monotonic()
         self.frames_in += 1
-        if self._waiting and self._batch is not None:  # the tick's end never came: run the batch now
+        if self.dsp.waits_for_batch and self._batch is not None:  # the tick's end never came: run it now
             self._batch.end_tick(late=True)
         self._clean, self._t = self.dsp.begin(pcm, t), t
         if self.dsp.waits_for_batch and self._batch is not None:
-            self._waiting = True
             self._batch.waiting.append(self)
         else:
             self.finish_inbound()
@@ -99,7 +97,6 @@ class CallMedia:
 
     def finish_inbound(self, batch_share_ns: int = 0) -> None:
         """The frame's second half: its speech edge (barge-in pause), then the frame to the engine."""
-        self._waiting = False
         edge, t = self.dsp.finish(batch_share_ns), self._t
         self.vad = self.dsp.detector  # replaced if the detector failed
         if self.on_hold or self.closed:  # held or hung up while the frame waited for its batch

@@ -69,7 +69,7 @@ class SpeechDetector:
     def needs_peek(self) -> bool:
         """A loud frame not yet voiced: an onset need not wait for the next chunk boundary."""
         return (not self.in_speech and self.level_dbfs >= self._gate and self.silero.probability < self._needed()
-                and self.silero.peek_window() is not None)
+                and self.silero.has_pending)
 
     def decide(self, peeked: float | None) -> VadEdge | None:
         needed = self._needed()

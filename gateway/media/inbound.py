@@ -172,9 +172,7 @@ class InboundChain:
         """Between the batch's chunks and its peeks: queue this frame's peek if it needs one."""
         det = self.detector
         if self._pending and isinstance(det, SpeechDetector) and det.silero.batch is not None and det.needs_peek():
-            window = det.silero.peek_window()
-            if window is not None:
-                det.silero.batch.add_peek(det.silero, window)
+            det.silero.batch.add_peek(det.silero, det.silero.peek_window())  # type: ignore[arg-type]
 
     def finish(self, batch_share_ns: int = 0) -> VadEdge | None:
         """The frame's speech edge, once its batch (if any) has run; stage times recorded."""

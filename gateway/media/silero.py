@@ -121,6 +121,11 @@ class SileroVad:
             self.probability = prob
         return prob
 
+    @property
+    def has_pending(self) -> bool:
+        """Samples wait for the next chunk: a peek would see newer audio than `probability`."""
+        return bool(self._pending.size)
+
     def peek_window(self) -> np.ndarray | None:
         """The newest chunk's worth of samples (the last chunk's tail plus what is pending), or
         None when nothing is pending (the last probability is then the newest)."""
